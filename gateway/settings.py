@@ -1,0 +1,220 @@
+"""One typed settings object, read once at start from the environment and an optional ``.env``.
+
+Every field is documented in ``.env.example``. Missing or invalid settings fail at start with
+one message that names every offending setting; nothing is validated mid-call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gateway.audio import AudioMode
+
+TURN_DETECTION_TYPES = ("semantic_vad", "server_vad")
+EAGERNESS = ("low", "medium", "high", "auto")
+APPROVAL_POLICIES = ("approve", "reject")
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful, friendly assistant answering a phone call. Speak naturally and keep "
+    "answers short: this is a voice conversation over the telephone, so avoid lists, markdown "
+    "and long numbers. If you did not understand the caller, ask them to repeat."
+)
+DEFAULT_GREETING = "Greet the caller warmly in one short sentence and ask how you can help."
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or invalid; the message names each of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    #: Public base URL Twilio reaches us at, e.g. https://gw.example.com. The stream URL
+    #: (wss://.../twilio/media) and every signature check derive from it, never from headers.
+    public_url: str
+    twilio_account_sid: str
+    twilio_auth_token: str = dataclasses.field(repr=False)
+    openai_api_key: str | None = dataclasses.field(default=None, repr=False)
+    #: Overrides the model's WebSocket URL (tests and local peers plug in here). When set,
+    #: no API key is needed: it is sent only if given.
+    openai_realtime_url: str | None = None
+    audio_mode: AudioMode = AudioMode.PCM16
+    #: ``package.module:attribute``: a RealtimeAgent, or a factory taking the CallInfo.
+    agent: str | None = None
+    model: str = "gpt-realtime"
+    voice: str = "marin"
+    instructions: str = DEFAULT_INSTRUCTIONS
+    #: What the agent is asked to say first, before the caller speaks; empty: wait for caller.
+    greeting: str = DEFAULT_GREETING
+    turn_detection: str = "semantic_vad"
+    vad_eagerness: str = "auto"
+    #: server_vad only: how much silence ends a caller's turn.
+    vad_silence_ms: int = 500
+    interrupt_response: bool = True
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    #: Marks are sent at most this far apart in the agent's audio: the resolution of what the
+    #: gateway knows the caller heard.
+    mark_interval_ms: int = 100
+    #: Caller audio buffered while the model connects; beyond it, the oldest is dropped.
+    inbound_buffer_ms: int = 5000
+    #: What to do when a tool needs approval: there is nobody to ask on a phone call.
+    tool_approval: str = "reject"
+    #: Lifetime of the per-call token in <Parameter> (the stream starts within seconds).
+    call_token_ttl_s: int = 600
+    #: Key for per-call tokens; default derived from the Twilio auth token, so every
+    #: instance of one deployment verifies every other's tokens with no shared state.
+    call_token_secret: str | None = dataclasses.field(default=None, repr=False)
+    #: Local development only: skip X-Twilio-Signature checks (a loud warning is logged).
+    insecure_skip_signature: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def stream_url(self) -> str:
+        """The Media Streams URL exactly as written in our TwiML (and signed by Twilio)."""
+        parts = urlsplit(self.public_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/twilio/media"
+
+    def public(self, path: str) -> str:
+        """The public URL of one of our HTTP paths, as Twilio requests (and signs) it."""
+        return self.public_url.rstrip("/") + path
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read settings: the process environment overrides the ``.env`` file."""
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update(read_env_file(Path(env_file)))
+        values.update(os.environ if environ is None else environ)
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+        public_url = reader.required("PUBLIC_URL")
+        if public_url:
+            parts = urlsplit(public_url)
+            if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+                problems.append(
+                    f"PUBLIC_URL: must be an absolute http(s) URL with no query, got {public_url!r}"
+                )
+        realtime_url = reader.optional("OPENAI_REALTIME_URL")
+        if realtime_url and urlsplit(realtime_url).scheme not in ("ws", "wss"):
+            problems.append(f"OPENAI_REALTIME_URL: must be a ws:// or wss:// URL, got {realtime_url!r}")
+        api_key = reader.optional("OPENAI_API_KEY")
+        if not api_key and not realtime_url:
+            problems.append("OPENAI_API_KEY: required (unless OPENAI_REALTIME_URL points at a local server)")
+        agent = reader.optional("GATEWAY_AGENT")
+        if agent and not re.fullmatch(r"[\w.]+:[\w.]+", agent):
+            problems.append(f"GATEWAY_AGENT: expected package.module:attribute, got {agent!r}")
+        fields = dict(
+            public_url=public_url.rstrip("/") if public_url else "",
+            twilio_account_sid=reader.required("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=reader.required("TWILIO_AUTH_TOKEN"),
+            openai_api_key=api_key,
+            openai_realtime_url=realtime_url,
+            audio_mode=reader.choice("GATEWAY_AUDIO_MODE", [m.value for m in AudioMode], "pcm16"),
+            agent=agent,
+            model=reader.optional("GATEWAY_MODEL") or cls.model,
+            voice=reader.optional("GATEWAY_VOICE") or cls.voice,
+            instructions=reader.optional("GATEWAY_INSTRUCTIONS") or cls.instructions,
+            greeting=env.get("GATEWAY_GREETING", cls.greeting).strip(),
+            turn_detection=reader.choice("GATEWAY_TURN_DETECTION", TURN_DETECTION_TYPES, cls.turn_detection),
+            vad_eagerness=reader.choice("GATEWAY_VAD_EAGERNESS", EAGERNESS, cls.vad_eagerness),
+            vad_silence_ms=reader.integer("GATEWAY_VAD_SILENCE_MS", cls.vad_silence_ms, 100, 10000),
+            interrupt_response=reader.boolean("GATEWAY_INTERRUPT_RESPONSE", cls.interrupt_response),
+            transcription_model=reader.optional("GATEWAY_TRANSCRIPTION_MODEL") or cls.transcription_model,
+            mark_interval_ms=reader.integer("GATEWAY_MARK_INTERVAL_MS", cls.mark_interval_ms, 20, 100),
+            inbound_buffer_ms=reader.integer("GATEWAY_INBOUND_BUFFER_MS", cls.inbound_buffer_ms, 0, 60000),
+            tool_approval=reader.choice("GATEWAY_TOOL_APPROVAL", APPROVAL_POLICIES, cls.tool_approval),
+            call_token_ttl_s=reader.integer("GATEWAY_CALL_TOKEN_TTL_S", cls.call_token_ttl_s, 10, 86400),
+            call_token_secret=reader.optional("GATEWAY_CALL_TOKEN_SECRET"),
+            insecure_skip_signature=reader.boolean("GATEWAY_INSECURE_SKIP_SIGNATURE", False),
+            log_level=reader.choice("GATEWAY_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        )
+        if problems:
+            raise SettingsError(problems)
+        fields["audio_mode"] = AudioMode(fields["audio_mode"])
+        return cls(**fields)
+
+
+class _Reader:
+    """Reads and checks raw values, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self.env, self.problems = env, problems
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            self.problems.append(f"{name}: required")
+            return ""
+        return value
+
+    def choice(self, name: str, allowed, default: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            return default
+        if name == "GATEWAY_LOG_LEVEL":
+            value = value.upper()
+        if value not in allowed:
+            self.problems.append(f"{name}: must be one of {', '.join(allowed)}, got {value!r}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.problems.append(f"{name}: must be a whole number, got {value!r}")
+            return default
+        if not low <= number <= high:
+            self.problems.append(f"{name}: must be between {low} and {high}, got {number}")
+            return default
+        return number
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.optional(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}: must be true or false, got {value!r}")
+        return default
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; ``#`` comments, blank lines, ``export`` and quotes allowed."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
