@@ -21,6 +21,7 @@ from gateway.twilio import (
     Mark,
     Media,
     MediaFormat,
+    MediaStream,
     OutboundMark,
     OutboundMedia,
     ProtocolError,
@@ -202,3 +203,15 @@ def test_mutated_frames(frame: dict[str, Any]) -> None:
     text = json.dumps(frame)
     outcome(parse_message, text, INBOUND_TYPES)
     outcome(parse_outbound, text, OUTBOUND_TYPES)
+
+
+@GARBAGE
+@given(st.lists(mutated_frames() | st.sampled_from(VALID_FRAMES).map(lambda f: f()), max_size=8))
+def test_media_stream_only_ever_raises_protocol_error(frame_list: list[dict[str, Any]]) -> None:
+    stream = MediaStream()
+    for frame in frame_list:
+        state_before = stream.state
+        result = outcome(stream.receive, json.dumps(frame), INBOUND_TYPES)
+        if isinstance(result, ProtocolError):
+            assert stream.state is state_before  # a rejected frame changes nothing
+    assert stream.missed_messages >= 0
