@@ -1,0 +1,235 @@
+"""``Playback``: what the caller has heard of the agent, sans-I/O.
+
+Twilio facts this relies on (../shared/reference/twilio.md, "Media Streams - WebSocket Messages"):
+
+- Media we send is queued and played in order at real time; sending is not hearing.
+- A ``mark`` we send is echoed back once all audio queued before it has played, and at once
+  if nothing is queued.
+- ``clear`` drops all queued audio and echoes every pending mark at once. An echo therefore
+  means "played *or cleared*", and echoes of marks sent before a clear must not count as
+  played.
+
+So the agent's audio goes out in 20 ms frames with a mark at least every ``mark_interval_ms``
+and at the end of each item. Each mark is named ``g<generation>:<item>:<content index>:<offset>``
+(offset in bytes of 8 kHz mu-law, 8 per ms) and remembered until it echoes. A barge-in
+(``interrupt``) sends ``clear``, starts a new generation and forgets every pending mark, so
+their echoes, which Twilio sends at once, are recognised as stale. Each echo reports
+exactly the audio played since the previous echo of that item: that is what feeds the SDK's
+playback tracker.
+
+Between echoes, ``heard`` interpolates. Twilio plays at real time, so ``t`` seconds after the
+echo at offset ``x`` the caller is at ``x + t``. That is capped at the audio sent, and at one
+mark interval (the next echo is due by then; if it is late, playback is stalled). This is how
+the truncation sent to the model matches what the caller heard even mid-interval, and even in
+the first 100 ms of a reply, before any echo.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+from gateway.audio import FRAME_BYTES, ULAW_BYTES_PER_MS, Framer, OutboundTranscoder
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendMedia:
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendMark:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendClear:
+    pass
+
+
+Action = SendMedia | SendMark | SendClear
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Played:
+    """A mark echo: ``ms`` more of the item played, ``heard_ms`` of it in all."""
+
+    item_id: str
+    content_index: int
+    ms: float
+    heard_ms: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Heard:
+    """The caller's position in the agent's audio at some instant."""
+
+    item_id: str
+    content_index: int
+    ms: float
+
+
+@dataclasses.dataclass(slots=True)
+class _Item:
+    item_id: str
+    content_index: int
+    sent: int = 0  # bytes sent to Twilio
+    marked: int = 0  # offset of the last mark placed
+    acked: int = 0  # offset of the last mark echoed (played)
+    anchor: tuple[int, float] | None = None  # (offset, time) at which playback was seen there
+    ended: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.item_id, self.content_index)
+
+
+class Playback:
+    """Outbound audio of one call: framing, marks, echoes, barge-in, what was heard."""
+
+    #: Interrupted item ids remembered, to drop their late audio.
+    _REMEMBER_INTERRUPTED = 64
+
+    def __init__(self, transcoder: OutboundTranscoder, mark_interval_ms: int = 100) -> None:
+        self.transcoder = transcoder
+        self.mark_interval_ms = mark_interval_ms
+        self._interval = mark_interval_ms * ULAW_BYTES_PER_MS
+        self.generation = 0
+        self._framer = Framer(FRAME_BYTES)
+        self._items: dict[tuple[str, int], _Item] = {}  # this generation's items, in order
+        self._current: _Item | None = None  # the item audio is being sent for
+        self._pending: dict[str, tuple[_Item, int, bool]] = {}  # mark -> (item, offset, final)
+        self._interrupted: collections.deque[str] = collections.deque(maxlen=self._REMEMBER_INTERRUPTED)
+        self.dropped_bytes = 0  # late model audio of interrupted items, dropped
+        self.stale_echoes = 0  # echoes of marks sent before a clear
+
+    # --- The model speaks ------------------------------------------------------------------
+
+    def audio(self, item_id: str, content_index: int, data: bytes, now: float) -> list[Action]:
+        """A chunk of the model's audio (model format): frames and marks to send."""
+        if item_id in self._interrupted:
+            self.dropped_bytes += len(data)
+            return []
+        actions: list[Action] = []
+        item = self._current
+        if item is None or item.key != (item_id, content_index):
+            if item is not None and not item.ended:
+                actions += self._end(item, now)
+            item = self._items.get((item_id, content_index))
+            if item is None:
+                item = self._items[(item_id, content_index)] = _Item(item_id, content_index)
+            self._current = item
+        self._send(item, self._framer.push(self.transcoder.convert(data)), actions, now)
+        return actions
+
+    def audio_end(self, item_id: str, content_index: int, now: float) -> list[Action]:
+        """The model finished this item's audio: flush what is held back, mark the end."""
+        item = self._current
+        if item is None or item.key != (item_id, content_index) or item.ended:
+            return []
+        return self._end(item, now)
+
+    def _end(self, item: _Item, now: float) -> list[Action]:
+        actions: list[Action] = []
+        frames = self._framer.push(self.transcoder.flush())
+        rest = self._framer.flush()
+        if rest:
+            frames.append(rest)
+        self._send(item, frames, actions, now)
+        item.ended = True
+        last = self._name(item)
+        if item.sent == item.marked and last in self._pending:
+            self._pending[last] = (item, item.sent, True)  # the last interval mark ends it too
+        else:
+            actions.append(self._mark(item, final=True))
+        return actions
+
+    def _send(self, item: _Item, frames: list[bytes], actions: list[Action], now: float) -> None:
+        for frame in frames:
+            if item.anchor is None and item.sent == 0 and not self._pending:
+                item.anchor = (0, now)  # nothing queued ahead: it starts playing now
+            actions.append(SendMedia(frame))
+            item.sent += len(frame)
+            if item.sent - item.marked >= self._interval:
+                actions.append(self._mark(item, final=False))
+
+    def _name(self, item: _Item) -> str:
+        return f"g{self.generation}:{item.item_id}:{item.content_index}:{item.sent}"
+
+    def _mark(self, item: _Item, final: bool) -> SendMark:
+        name = self._name(item)
+        self._pending[name] = (item, item.sent, final)
+        item.marked = item.sent
+        return SendMark(name)
+
+    # --- Twilio echoes a mark -------------------------------------------------------------------
+
+    def mark_echoed(self, name: str, now: float) -> Played | None:
+        """``None`` for stale echoes (cleared, not played) and for marks we never sent."""
+        entry = self._pending.pop(name, None)
+        if entry is None:
+            self.stale_echoes += 1
+            return None
+        item, offset, final = entry
+        played = offset - item.acked
+        item.acked = offset
+        item.anchor = (offset, now)
+        if final:
+            # The next item queued behind this one starts playing now.
+            following = self._following(item)
+            if following is not None:
+                if following.anchor is None:
+                    following.anchor = (0, now)
+                del self._items[item.key]  # fully played and no longer the latest: forget it
+        return Played(item.item_id, item.content_index, played / ULAW_BYTES_PER_MS, offset / ULAW_BYTES_PER_MS)
+
+    def _following(self, item: _Item) -> _Item | None:
+        items = list(self._items.values())
+        index = items.index(item)
+        return items[index + 1] if index + 1 < len(items) else None
+
+    # --- What the caller heard ----------------------------------------------------------------
+
+    def heard(self, now: float) -> Heard | None:
+        """The item playing (or last played) and how much of it the caller has heard by ``now``."""
+        playing = None
+        for item in self._items.values():
+            if item.anchor is not None:
+                playing = item  # the latest item that has started playing
+        if playing is None:
+            return None
+        offset, since = playing.anchor
+        elapsed = max(0.0, now - since) * 1000 * ULAW_BYTES_PER_MS
+        ahead = min(elapsed, playing.sent - offset, self._interval)
+        return Heard(playing.item_id, playing.content_index, (offset + max(0.0, ahead)) / ULAW_BYTES_PER_MS)
+
+    @property
+    def queued_ms(self) -> float:
+        """Agent audio sent but not yet confirmed played (by echoes) in this generation."""
+        return sum(i.sent - i.acked for i in self._items.values()) / ULAW_BYTES_PER_MS
+
+    @property
+    def speaking(self) -> bool:
+        """True while sent audio awaits its echoes: the caller is (about to be) hearing the agent."""
+        return bool(self._pending)
+
+    # --- Barge-in ----------------------------------------------------------------------------------
+
+    def interrupt(self, item_id: str | None = None) -> list[Action]:
+        """The caller talked over the agent (or a guardrail tripped): stop playback now.
+
+        ``clear`` empties Twilio's queue; a new generation makes the pending marks' echoes stale;
+        the interrupted items' remaining audio, still arriving from the model, will be dropped.
+        """
+        for item in self._items.values():
+            if item.item_id not in self._interrupted and (not item.ended or item.acked < item.sent):
+                self._interrupted.append(item.item_id)
+        if item_id is not None and item_id not in self._interrupted:
+            self._interrupted.append(item_id)
+        self.generation += 1
+        self._pending.clear()
+        self._items.clear()
+        self._current = None
+        self._framer.reset()
+        self.transcoder.reset()
+        return [SendClear()]
