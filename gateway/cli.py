@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,8 +20,45 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (Twilio webhook + Media Streams WebSocket)",
+        description="Run the gateway under uvicorn. Settings come from the environment and .env "
+        "(see .env.example).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    serve.add_argument("--env-file", default=".env", help="settings file (default .env; missing is fine)")
+    serve.set_defaults(handler=_serve)
     return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Per-frame matrices are tiny: BLAS threads only add contention across hundreds of calls.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(env_file=args.env_file)
+        app = create_app(settings)
+    except (SettingsError, ValueError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), ws="websockets-sansio")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    return args.handler(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,547 @@
+"""``Call``: one Twilio Media Stream bridged to one ``agents.realtime`` RealtimeSession.
+
+The thin asyncio edge around the sans-I/O cores (``MediaStream``, the transcoders, ``Playback``).
+Two tasks per call, each the only writer in its direction:
+
+- ``_read_twilio``: Twilio frames in. Caller audio is transcoded and sent to the model at once,
+  one append per 20 ms frame (no batching: every batched frame adds 20 ms of latency). Mark
+  echoes advance playback. Until the model is connected, caller audio is buffered (bounded).
+- ``_read_session``: session events in. Each has a deliberate handling (``HANDLERS`` below and
+  docs/events.md); agent audio, marks and ``clear`` go to Twilio from here only.
+
+The call ends when either side ends (Twilio ``stop`` or socket closed, the model ending or
+dropping the session); the other task is cancelled, the session closed, the socket closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents.realtime import (
+    RealtimePlaybackTracker,
+    RealtimeRunConfig,
+    RealtimeRunner,
+    RealtimeSession,
+)
+from agents.realtime.model_inputs import RealtimeModelSendRawMessage
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder
+from gateway.bridge.agents import AgentSource, CallInfo, agent_for_call
+from gateway.bridge.playback import Action, Playback, SendClear, SendMark, SendMedia
+from gateway.security import TOKEN_PARAMETER, CallTokens, InvalidCallToken
+from gateway.settings import Settings
+from gateway.twilio import Dtmf, Mark, Media, MediaStream, ProtocolError, Start, Stop, UnknownEvent
+
+log = logging.getLogger("gateway.call")
+
+#: WebSocket close codes we use towards Twilio (RFC 6455 section 7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1007  # a frame that is not a valid Media Streams message
+CLOSE_POLICY = 1008  # refused: no valid call token, or no start in time
+CLOSE_INTERNAL = 1011  # the model side failed
+
+#: How long a connected stream may take to send ``start``.
+START_TIMEOUT_S = 10.0
+
+
+class EndReason(str, enum.Enum):
+    CALLER_HUNG_UP = "caller hung up (stop)"
+    TWILIO_DISCONNECTED = "Twilio socket closed"
+    MODEL_ENDED = "model ended the session"
+    MODEL_FAILED = "model connection failed"
+    PROTOCOL_ERROR = "malformed Twilio message"
+    REFUSED = "refused before start"
+    CANCELLED = "cancelled"
+
+
+@dataclasses.dataclass
+class CallRecord:
+    """What is kept of a call: who, when, how it ended, what was said."""
+
+    call_sid: str = ""
+    stream_sid: str = ""
+    from_: str = ""
+    to: str = ""
+    agent: str = ""
+    started_at: float = dataclasses.field(default_factory=time.time)
+    ended_at: float | None = None
+    end_reason: EndReason | None = None
+    #: The session's history (history_added / history_updated), as plain dicts.
+    transcript: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: Gateway-level events worth keeping: tools, handoffs, interruptions, errors.
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: Session event counts by type.
+    counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def note(self, kind: str, **fields: Any) -> None:
+        self.events.append({"t": round(time.time() - self.started_at, 3), "event": kind, **fields})
+
+
+class CallLog(logging.LoggerAdapter):
+    """Every line of a call carries its call SID and stream SID."""
+
+    def process(self, msg, kwargs):
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[call={extra.get('call_sid', '-')} stream={extra.get('stream_sid', '-')}] {msg}", kwargs
+
+
+class PlaybackTracker(RealtimePlaybackTracker):
+    """The SDK's playback tracker, answered from ``Playback``: what the caller heard, from
+    Twilio mark echoes, interpolated between echoes (see gateway/bridge/playback.py). The SDK
+    reads ``get_state`` when the caller starts speaking over the agent and truncates the
+    model's item there (agents/realtime/openai_realtime.py, speech_started handling)."""
+
+    def __init__(self, playback: Playback, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._playback = playback
+        self._clock = clock
+
+    def get_state(self):  # type: ignore[override]
+        heard = self._playback.heard(self._clock())
+        if heard is None:
+            return {"current_item_id": None, "current_item_content_index": None, "elapsed_ms": None}
+        return {
+            "current_item_id": heard.item_id,
+            "current_item_content_index": heard.content_index,
+            "elapsed_ms": heard.ms,
+        }
+
+
+def model_settings(settings: Settings) -> dict[str, Any]:
+    """The session's base model settings. The SDK re-applies base settings on every session
+    update (handoffs included), so the audio format set here never changes mid-call."""
+    mode = settings.audio_mode.value  # "pcm16" or "g711_ulaw": the SDK's format names
+    turn_detection: dict[str, Any] = {
+        "type": settings.turn_detection,
+        "interrupt_response": settings.interrupt_response,
+        "create_response": True,
+    }
+    if settings.turn_detection == "semantic_vad":
+        turn_detection["eagerness"] = settings.vad_eagerness
+    else:
+        turn_detection["silence_duration_ms"] = settings.vad_silence_ms
+    return {
+        "model_name": settings.model,
+        "voice": settings.voice,
+        "input_audio_format": mode,
+        "output_audio_format": mode,
+        "input_audio_transcription": {"model": settings.transcription_model},
+        "turn_detection": turn_detection,
+    }
+
+
+def model_config(settings: Settings, tracker: RealtimePlaybackTracker) -> dict[str, Any]:
+    config: dict[str, Any] = {"initial_model_settings": model_settings(settings), "playback_tracker": tracker}
+    if settings.openai_realtime_url:
+        config["url"] = settings.openai_realtime_url
+    if settings.openai_api_key:
+        config["api_key"] = settings.openai_api_key
+    elif settings.openai_realtime_url:
+        # A local server needs no key; passing headers skips the SDK's key requirement.
+        config["headers"] = {}
+    return config
+
+
+class Call:
+    """One phone call. ``await Call(...).run()`` returns when the call is over."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        settings: Settings,
+        tokens: CallTokens,
+        agent_source: AgentSource,
+        *,
+        on_start: Callable[[Call], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.websocket = websocket
+        self.settings = settings
+        self.tokens = tokens
+        self.agent_source = agent_source
+        self.clock = clock
+        self.record = CallRecord()
+        self.log = CallLog(log, {})
+        self.stream = MediaStream()
+        self.info: CallInfo | None = None
+        mode: AudioMode = settings.audio_mode
+        self.inbound = InboundTranscoder(mode)
+        self.playback = Playback(OutboundTranscoder(mode), settings.mark_interval_ms)
+        self.tracker = PlaybackTracker(self.playback, clock)
+        self.session: RealtimeSession | None = None
+        self._on_start = on_start
+        self._ready = False  # model connected and pre-connect audio flushed
+        self._buffer: collections.deque[bytes] = collections.deque()
+        self._buffer_limit = max(1, settings.inbound_buffer_ms // 20)
+        self.buffered_dropped = 0
+        self._end_reason: EndReason | None = None
+        self.frames_in = 0
+        self.frames_out = 0
+
+    # --- Lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> CallRecord:
+        try:
+            start = await self._await_start()
+            if start is None:
+                return self.record
+            agent = await agent_for_call(self.agent_source, self.info)
+            self.record.agent = agent.name
+            runner = RealtimeRunner(agent, config=RealtimeRunConfig(async_tool_calls=True))
+            session = await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
+            twilio_task = asyncio.create_task(self._read_twilio(), name=f"twilio-{self.info.call_sid}")
+            try:
+                await self._converse(session, twilio_task)
+            finally:
+                if not twilio_task.done():
+                    twilio_task.cancel()
+                await asyncio.gather(twilio_task, return_exceptions=True)
+        except asyncio.CancelledError:
+            self._end(EndReason.CANCELLED)
+            raise
+        finally:
+            await self._close_socket()
+            self.record.ended_at = time.time()
+            self.record.end_reason = self._end_reason
+            if self.info is not None:
+                self.log.info(
+                    "call ended: %s; %.1f s, frames in %d out %d, buffered-dropped %d, stale echoes %d",
+                    self._end_reason.value if self._end_reason else "?",
+                    self.record.ended_at - self.record.started_at,
+                    self.frames_in, self.frames_out, self.buffered_dropped, self.playback.stale_echoes,
+                )
+        return self.record
+
+    async def _converse(self, session: RealtimeSession, twilio_task: asyncio.Task[None]) -> None:
+        try:
+            await session.__aenter__()
+        except Exception as exc:  # refused, timeout, 401, 429: the caller must not hang on
+            self.log.error("model connection failed: %s: %s", type(exc).__name__, exc)
+            self._end(EndReason.MODEL_FAILED)
+            return
+        self.session = session
+        try:
+            await self._flush_buffer()
+            if self.settings.greeting:
+                await self._greet()
+            session_task = asyncio.create_task(self._read_session(), name=f"session-{self.info.call_sid}")
+            try:
+                await asyncio.wait({twilio_task, session_task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (twilio_task, session_task):
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(twilio_task, session_task, return_exceptions=True)
+        finally:
+            self.session = None
+            await session.close()
+
+    def _end(self, reason: EndReason) -> None:
+        if self._end_reason is None:
+            self._end_reason = reason
+
+    async def _close_socket(self) -> None:
+        if self.websocket.application_state == WebSocketState.DISCONNECTED:
+            return
+        code = {
+            EndReason.PROTOCOL_ERROR: CLOSE_PROTOCOL,
+            EndReason.REFUSED: CLOSE_POLICY,
+            EndReason.MODEL_FAILED: CLOSE_INTERNAL,
+        }.get(self._end_reason, CLOSE_NORMAL)
+        try:
+            await self.websocket.close(code)
+        except (RuntimeError, OSError):  # already closed by the peer mid-close
+            pass
+
+    # --- Twilio side -----------------------------------------------------------------------
+
+    async def _receive(self) -> str | bytes | None:
+        """The next Twilio frame, or None when the socket closed."""
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if text is not None else message.get("bytes", b"")
+
+    async def _await_start(self) -> Start | None:
+        """Read until ``start``; verify the call token before anything costs money."""
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                while True:
+                    data = await self._receive()
+                    if data is None:
+                        self._end(EndReason.TWILIO_DISCONNECTED)
+                        return None
+                    message = self.stream.receive(data)
+                    if isinstance(message, Start):
+                        break
+                    if isinstance(message, UnknownEvent):
+                        log.warning("unknown Twilio event before start: %r", message.event)
+        except TimeoutError:
+            log.warning("stream refused: no start within %.0f s", START_TIMEOUT_S)
+            self._end(EndReason.REFUSED)
+            return None
+        except ProtocolError as exc:
+            log.warning("stream refused: %s", exc)
+            self._end(EndReason.PROTOCOL_ERROR)
+            return None
+        params = dict(message.custom_parameters)
+        self.log = CallLog(log, {"call_sid": message.call_sid, "stream_sid": message.stream_sid})
+        try:
+            self.tokens.verify(params.get(TOKEN_PARAMETER), message.call_sid, params, now=time.time())
+        except InvalidCallToken as exc:
+            self.log.warning("stream refused before any model connection: %s", exc)
+            self._end(EndReason.REFUSED)
+            return None
+        self.info = CallInfo(
+            call_sid=message.call_sid,
+            stream_sid=message.stream_sid,
+            account_sid=message.account_sid,
+            from_=params.get("from", ""),
+            to=params.get("to", ""),
+            parameters=params,
+        )
+        self.record.call_sid, self.record.stream_sid = message.call_sid, message.stream_sid
+        self.record.from_, self.record.to = self.info.from_, self.info.to
+        self.log.info("call started: from %s to %s", self.info.from_ or "?", self.info.to or "?")
+        if self._on_start is not None:
+            self._on_start(self)
+        return message
+
+    async def _read_twilio(self) -> None:
+        try:
+            while True:
+                data = await self._receive()
+                if data is None:
+                    self._end(EndReason.TWILIO_DISCONNECTED)
+                    return
+                message = self.stream.receive(data)
+                if isinstance(message, Media):
+                    await self._caller_audio(message.payload)
+                elif isinstance(message, Mark):
+                    self._mark_echoed(message.name)
+                elif isinstance(message, Dtmf):
+                    await self._digit(message.digit)
+                elif isinstance(message, Stop):
+                    self._end(EndReason.CALLER_HUNG_UP)
+                    return
+                elif isinstance(message, UnknownEvent):
+                    self.log.warning("ignoring unknown Twilio event %r", message.event)
+        except ProtocolError as exc:
+            self.log.error("ending call: %s", exc)
+            self._end(EndReason.PROTOCOL_ERROR)
+        except WebSocketDisconnect:
+            self._end(EndReason.TWILIO_DISCONNECTED)
+
+    async def _caller_audio(self, payload: bytes) -> None:
+        self.frames_in += 1
+        audio = self.inbound.convert(payload)
+        if self._ready:
+            await self.session.send_audio(audio)
+            return
+        if len(self._buffer) >= self._buffer_limit:
+            self._buffer.popleft()
+            self.buffered_dropped += 1
+        self._buffer.append(audio)
+
+    async def _flush_buffer(self) -> None:
+        """Send the audio that arrived while the model was connecting, then go live. Frames
+        that arrive during the flush join the buffer; going live happens with no await between
+        the last emptiness check and the flag, so no frame is lost or reordered."""
+        sent = 0
+        while self._buffer:
+            await self.session.send_audio(self._buffer.popleft())
+            sent += 1
+        self._ready = True
+        if sent:
+            self.log.info("sent %d ms of caller audio buffered while the model connected", sent * 20)
+
+    def _mark_echoed(self, name: str) -> None:
+        played = self.playback.mark_echoed(name, self.clock())
+        if played is not None and played.ms:
+            self.tracker.on_play_ms(played.item_id, played.content_index, played.ms)
+
+    async def _digit(self, digit: str) -> None:
+        self.log.info("caller pressed %s", digit)
+        self.record.note("dtmf", digit=digit)
+        if self._ready:
+            await self.session.send_message(f"The caller pressed the {digit} key on their phone.")
+
+    async def _send(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendMedia):
+                self.frames_out += 1
+                await self.websocket.send_text(self.stream.media(action.payload))
+            elif isinstance(action, SendMark):
+                await self.websocket.send_text(self.stream.mark(action.name))
+            elif isinstance(action, SendClear):
+                await self.websocket.send_text(self.stream.clear())
+
+    # --- Model side -------------------------------------------------------------------------
+
+    async def _greet(self) -> None:
+        """Ask the model to speak first, without a fake user message in the history: a
+        response.create whose instructions are the agent's own plus the greeting request."""
+        instructions = self.settings.greeting
+        agent = getattr(self.session, "_current_agent", None)
+        if agent is not None:
+            from agents import RunContextWrapper
+
+            own = await agent.get_system_prompt(RunContextWrapper(self.info))
+            if own:
+                instructions = f"{own}\n\n{self.settings.greeting}"
+        await self.session.model.send_event(
+            RealtimeModelSendRawMessage(
+                message={"type": "response.create", "other_data": {"response": {"instructions": instructions}}}
+            )
+        )
+
+    async def _read_session(self) -> None:
+        try:
+            async for event in self.session:
+                self.record.counts[event.type] += 1
+                handler = HANDLERS.get(event.type)
+                if handler is None:
+                    self.log.warning("unhandled session event %r", event.type)
+                    continue
+                await handler(self, event)
+            self.log.info("model ended the session")
+            self._end(EndReason.MODEL_ENDED)
+        except Exception as exc:
+            if self._end_reason is not None or self._twilio_gone():
+                # The call is already over (stop, or the socket went): sends fail, nothing to do.
+                self._end(EndReason.TWILIO_DISCONNECTED)
+                return
+            # The model dropped the connection (the SDK raises on an abnormal close) or failed.
+            self.log.error("model session failed: %s: %s", type(exc).__name__, exc)
+            self._end(EndReason.MODEL_FAILED)
+
+    def _twilio_gone(self) -> bool:
+        return WebSocketState.DISCONNECTED in (self.websocket.client_state, self.websocket.application_state)
+
+    async def on_audio(self, event) -> None:
+        await self._send(self.playback.audio(event.item_id, event.content_index, event.audio.data, self.clock()))
+
+    async def on_audio_end(self, event) -> None:
+        await self._send(self.playback.audio_end(event.item_id, event.content_index, self.clock()))
+
+    async def on_audio_interrupted(self, event) -> None:
+        heard = self.playback.heard(self.clock())
+        await self._send(self.playback.interrupt(event.item_id))
+        self.log.info(
+            "barge-in: cleared playback of %s at %.0f ms heard",
+            event.item_id, heard.ms if heard else 0.0,
+        )
+        self.record.note("interrupted", item_id=event.item_id, heard_ms=round(heard.ms) if heard else 0)
+
+    async def on_guardrail_tripped(self, event) -> None:
+        await self._send(self.playback.interrupt())
+        names = [r.guardrail.get_name() for r in event.guardrail_results]
+        self.log.warning("output guardrail tripped (%s): playback cleared", ", ".join(names))
+        self.record.note("guardrail_tripped", guardrails=names, message=event.message)
+
+    async def on_agent_start(self, event) -> None:
+        self.log.debug("agent %s responding", event.agent.name)
+
+    async def on_agent_end(self, event) -> None:
+        self.log.debug("agent %s done", event.agent.name)
+
+    async def on_tool_start(self, event) -> None:
+        self.log.info("tool %s started: %s", event.tool.name, _short(event.arguments))
+        self.record.note("tool_start", tool=event.tool.name, arguments=event.arguments)
+
+    async def on_tool_end(self, event) -> None:
+        self.log.info("tool %s finished: %s", event.tool.name, _short(str(event.output)))
+        self.record.note("tool_end", tool=event.tool.name, output=str(event.output))
+
+    async def on_tool_approval_required(self, event) -> None:
+        # Nobody can click "approve" on a phone call: the policy decides, at once.
+        if self.settings.tool_approval == "approve":
+            await self.session.approve_tool_call(event.call_id)
+        else:
+            await self.session.reject_tool_call(
+                event.call_id, rejection_message=f"The tool {event.tool.name} is not permitted on this call."
+            )
+        self.log.info("tool %s needed approval: %sd by policy", event.tool.name, self.settings.tool_approval)
+        self.record.note("tool_approval", tool=event.tool.name, decision=self.settings.tool_approval)
+
+    async def on_handoff(self, event) -> None:
+        # The SDK sends the new agent's instructions and tools in a session.update built on our
+        # base settings, so voice and audio formats stay as they were.
+        self.record.agent = event.to_agent.name
+        self.log.info("handoff: %s -> %s", event.from_agent.name, event.to_agent.name)
+        self.record.note("handoff", from_agent=event.from_agent.name, to_agent=event.to_agent.name)
+
+    async def on_history_added(self, event) -> None:
+        item = _item_dict(event.item)
+        for i, existing in enumerate(self.record.transcript):
+            if existing.get("item_id") == item.get("item_id"):
+                self.record.transcript[i] = item
+                return
+        self.record.transcript.append(item)
+
+    async def on_history_updated(self, event) -> None:
+        self.record.transcript = [_item_dict(item) for item in event.history]
+
+    async def on_error(self, event) -> None:
+        # Model errors (and events the SDK could not validate) do not end the call by
+        # themselves; a dropped connection ends the session iterator instead.
+        self.log.error("model error: %s", _short(str(event.error), 300))
+        self.record.note("error", error=_short(str(event.error), 300))
+
+    async def on_raw_model_event(self, event) -> None:
+        pass  # every server message also arrives here; the typed events above carry meaning
+
+    async def on_input_audio_timeout_triggered(self, event) -> None:
+        self.log.info("caller silent past the model's idle timeout")
+        self.record.note("input_audio_timeout")
+
+
+#: Session event type -> handling. docs/events.md is this table in prose; a test checks that
+#: every event type the SDK defines is here.
+HANDLERS: dict[str, Callable[[Call, Any], Awaitable[None]]] = {
+    "agent_start": Call.on_agent_start,
+    "agent_end": Call.on_agent_end,
+    "handoff": Call.on_handoff,
+    "tool_start": Call.on_tool_start,
+    "tool_end": Call.on_tool_end,
+    "tool_approval_required": Call.on_tool_approval_required,
+    "raw_model_event": Call.on_raw_model_event,
+    "audio": Call.on_audio,
+    "audio_end": Call.on_audio_end,
+    "audio_interrupted": Call.on_audio_interrupted,
+    "error": Call.on_error,
+    "history_updated": Call.on_history_updated,
+    "history_added": Call.on_history_added,
+    "guardrail_tripped": Call.on_guardrail_tripped,
+    "input_audio_timeout_triggered": Call.on_input_audio_timeout_triggered,
+}
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _item_dict(item: Any) -> dict[str, Any]:
+    """A history item as plain data: role, status, text (transcripts joined)."""
+    data = item.model_dump(mode="json") if hasattr(item, "model_dump") else dict(item)
+    text_parts = []
+    for part in data.get("content", []) or []:
+        text = part.get("transcript") or part.get("text")
+        if text:
+            text_parts.append(text)
+    out = {"item_id": data.get("item_id"), "type": data.get("type"), "role": data.get("role"), "status": data.get("status")}
+    if text_parts:
+        out["text"] = " ".join(text_parts)
+    if data.get("type") == "function_call":
+        out.update(name=data.get("name"), arguments=data.get("arguments"), output=data.get("output"))
+    return out

@@ -1,0 +1,56 @@
+"""Run the gateway app under a real uvicorn server on 127.0.0.1, on a free port, in-process.
+
+The socket is bound first, so ``PUBLIC_URL`` (from which the TwiML stream URL and every
+signature check derive) can name the real port before the app is built::
+
+    async with GatewayServer(lambda public_url: create_app(settings_for(public_url))) as gw:
+        gw.url  # http://127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import uvicorn
+from starlette.applications import Starlette
+
+
+class GatewayServer:
+    def __init__(self, make_app: Callable[[str], Starlette], host: str = "127.0.0.1") -> None:
+        self._make_app = make_app
+        self._host = host
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+        self.app: Starlette | None = None
+
+    async def start(self) -> GatewayServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, 0))
+        port = sock.getsockname()[1]
+        self.url = f"http://{self._host}:{port}"
+        self.app = self._make_app(self.url)
+        config = uvicorn.Config(
+            self.app, log_level="warning", ws="websockets-sansio", lifespan="on", ws_ping_interval=None
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # surfaces the start-up error
+            await asyncio.sleep(0.005)
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+
+    async def __aenter__(self) -> GatewayServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
