@@ -1,0 +1,42 @@
+"""Fixtures for call-flow tests: a real uvicorn gateway and the local Realtime server, on
+127.0.0.1 with free ports; the real SDK in between."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.testing.gateway_server import GatewayServer
+from gateway.testing.realtime_server import RealtimeServer
+
+AUTH_TOKEN = "test-auth-token"
+ACCOUNT_SID = "AC" + "0" * 32
+
+
+def gateway_settings(public_url: str, realtime_url: str, **overrides: str) -> Settings:
+    env = {
+        "PUBLIC_URL": public_url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "OPENAI_REALTIME_URL": realtime_url,
+        **overrides,
+    }
+    return Settings.from_mapping(env)
+
+
+@pytest.fixture
+def start_gateway() -> Callable[..., contextlib.AbstractAsyncContextManager[tuple[GatewayServer, RealtimeServer]]]:
+    """``async with start_gateway(script, **settings) as (gateway, realtime):``"""
+
+    @contextlib.asynccontextmanager
+    async def start(script=(), *, agent=None, realtime_options=None, **overrides: str) -> AsyncIterator[tuple[GatewayServer, RealtimeServer]]:
+        async with RealtimeServer(list(script), **(realtime_options or {})) as realtime:
+            make = lambda url: create_app(gateway_settings(url, realtime.url, **overrides), agent=agent)  # noqa: E731
+            async with GatewayServer(make) as gateway:
+                yield gateway, realtime
+
+    return start
