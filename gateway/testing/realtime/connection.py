@@ -42,6 +42,7 @@ from gateway.testing.realtime.response import ResponseStream
 from gateway.testing.realtime.script import OnTurn, Script, ScriptCursor, Trigger, Turn, turn_items
 from gateway.testing.realtime.session import AudioFormat, TurnDetection, default_session, merge_session
 from gateway.testing.realtime.vad import EnergyVad, SpeechStart
+from gateway.testing.realtime.waiting import Changes
 from gateway.testing.realtime.wire import (
     ClientEventError,
     error_event,
@@ -135,7 +136,7 @@ class RealtimeConnection:
         self._item_audio_ms: dict[str, float] = {}
         self._call_ids: set[str] = set()
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self._log = logging.LoggerAdapter(logger, {"connection": index})
 
     def __repr__(self) -> str:
@@ -191,25 +192,10 @@ class RealtimeConnection:
         """Wait until ``predicate()`` is truthy (re-checked on every change to this
         connection) and return its value. Raises ``TimeoutError``, or ``ConnectionError`` if
         the connection closes first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            label = what or getattr(predicate, "__name__", "condition")
-            if self.closed:
-                raise ConnectionError(f"connection {self.index} closed ({self.close_code}) "
-                                      f"while waiting for {label}")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"connection {self.index}: timed out after {timeout} s "
-                                   f"waiting for {label}")
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
+        label = what or getattr(predicate, "__name__", "condition")
+        return await self._changes.wait_until(
+            predicate, timeout=timeout, what=f"{label} on connection {self.index}",
+            gone=lambda: f"connection {self.index} closed ({self.close_code})" if self.closed else None)
 
     async def wait_for(self, match: str | Callable[[ReceivedEvent], bool], *, count: int = 1,
                        timeout: float = 5.0) -> ReceivedEvent:
@@ -234,10 +220,6 @@ class RealtimeConnection:
                 return self.responses[index]
             return None
         return await self.wait_until(ready, timeout=timeout, what=f"response #{index}")
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     # -- test controls ------------------------------------------------------------------------
 
@@ -317,7 +299,7 @@ class RealtimeConnection:
             while not self._outbox.empty():
                 self._outbox.get_nowait()
                 self._outbox.task_done()
-            self._notify()
+            self._changes.notify()
             self._log.debug("connection %d closed (%s)", self.index, self.close_code)
 
     async def _write_loop(self) -> None:
@@ -360,7 +342,7 @@ class RealtimeConnection:
             validate_server_event(event)
         self.sent.append(SentEvent(event["type"], time.monotonic(), event))
         self._outbox.put_nowait(json.dumps(event))
-        self._notify()
+        self._changes.notify()
         return event
 
     def _new_id(self, prefix: str) -> str:
@@ -390,7 +372,7 @@ class RealtimeConnection:
                                           code="invalid_json"))
             return
         self.received.append(ReceivedEvent(str(event.get("type")), time.monotonic(), event))
-        self._notify()
+        self._changes.notify()
         try:
             parse_client_event(event)
             handler = getattr(self, "_on_" + event["type"].replace(".", "_"))

@@ -14,6 +14,7 @@ from websockets.http11 import Request, Response
 
 from gateway.testing.realtime.connection import ConnectionOptions, RealtimeConnection
 from gateway.testing.realtime.script import DEFAULT_TONE_HZ, Line, OnTurn, Script
+from gateway.testing.realtime.waiting import Changes
 
 __all__ = ["RealtimeServer", "RealtimeServerError", "serve_forever"]
 
@@ -74,7 +75,7 @@ class RealtimeServer:
         self.errors: list[BaseException] = []
         """Internal errors of any connection (``close()`` raises the first one)."""
         self._server: Server | None = None
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self.host = ""
         self.port = 0
 
@@ -124,19 +125,9 @@ class RealtimeServer:
 
     async def wait_for_connection(self, index: int = 0, *, timeout: float = 5.0) -> RealtimeConnection:
         """Wait until connection number ``index`` (0: the first) has been accepted."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.connections) <= index:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"no connection #{index} within {timeout} s "
-                                   f"({len(self.connections)} so far)")
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
-        return self.connections[index]
+        return await self._changes.wait_until(
+            lambda: self.connections[index] if len(self.connections) > index else None,
+            timeout=timeout, what=f"connection #{index}")
 
     def _check_auth(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
@@ -146,8 +137,7 @@ class RealtimeServer:
     async def _handle(self, websocket: ServerConnection) -> None:
         conn = RealtimeConnection(websocket, len(self.connections), self.options, self._record_error)
         self.connections.append(conn)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changes.notify()
         await conn._serve()
 
     def _record_error(self, conn: RealtimeConnection, exc: BaseException) -> None:
