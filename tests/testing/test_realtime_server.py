@@ -519,14 +519,16 @@ async def test_concurrent_connections_are_isolated() -> None:
 
 
 async def test_pace_spreads_deltas_over_audio_time() -> None:
-    # 1 s of audio in 100 ms chunks at twice real time: the last delta leaves 0.45 s after the
-    # first (delta i is sent when the audio before it would have played at 2x).
-    async with RealtimeServer([Reply("Paced.", duration_ms=1000)], pace=2.0) as server, \
-            sdk_call(server) as call:
+    # Two replies of 500 ms in one response, 250 ms chunks, twice real time: each delta leaves
+    # when the response's audio before it would have played at 2x (0, 125, 250, 375 ms), with
+    # no gap between the two items.
+    turn = (Reply("Paced.", duration_ms=500), Reply("Still paced.", duration_ms=500))
+    async with RealtimeServer([turn], pace=2.0, chunk_ms=250) as server, sdk_call(server) as call:
         await call.request_response()
         await call.wait_for("agent_end")
         paced = server.connections[0].responses[0]
-    assert paced.last_delta_at - paced.first_delta_at == pytest.approx(0.45, abs=0.1)
+    assert len(call.of("audio")) == 4 and len(call.of("audio_end")) == 2
+    assert paced.last_delta_at - paced.first_delta_at == pytest.approx(0.375, abs=0.06)
 
     async with RealtimeServer([Reply("Fast.", duration_ms=5000)], pace=None, chunk_ms=20) as server, \
             sdk_call(server) as call:

@@ -23,8 +23,9 @@ the order they are emitted, nothing of the cancelled response can slip out after
 
 Pacing: audio is cut into ``chunk_ms`` deltas. With ``pace=None`` they go out as fast as the
 event loop allows (yielding between deltas so client events are still handled); with
-``pace=p`` delta ``i`` is sent at ``start + (audio before it) / p``, so ``p=1.0`` streams in
-real time (the client always holds one chunk), ``p=4.0`` at four times real time.
+``pace=p`` each delta is sent at ``start + (audio of the response before it) / p``, where
+``start`` is the first delta of the response: ``p=1.0`` streams in real time (the client always
+holds one chunk), ``p=4.0`` at four times real time.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class ResponseStream:
         self._open: _OpenMessage | None = None
         self._output: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
+        self._pace_start: float | None = None  # loop time of the response's first delta
 
     # -- the response object ------------------------------------------------------------------
 
@@ -144,13 +146,13 @@ class ResponseStream:
         chunks = [audio[i:i + step] for i in range(0, len(audio), step)]
         words = re.findall(r"\s*\S+", reply.transcript)
         words_sent = 0
-        loop = asyncio.get_running_loop()
-        start = loop.time()
         for index, chunk in enumerate(chunks):
             if self._pace is None:
                 await asyncio.sleep(0)  # let client events (a barge-in) through
-            elif index:
-                await self._sleep_until(start + self.record.audio_ms / 1000 / self._pace)
+            elif self._pace_start is None:
+                self._pace_start = asyncio.get_running_loop().time()
+            else:  # one clock for the whole response: items follow on without a gap
+                await self._sleep_until(self._pace_start + self.record.audio_ms / 1000 / self._pace)
             if self.record.done:
                 return
             send({"type": "response.output_audio.delta", **ids,
