@@ -194,6 +194,8 @@ async def test_greeting_plays_in_the_session_format(settings: dict[str, Any], by
     assert bytes(record.audio) == audio
     assert record.first_delta_at is not None and record.last_delta_at is not None
     assert "response.cancel" not in [e.type for e in conn.received]
+    assert conn.path == "/v1/realtime" and conn.headers["User-Agent"].startswith("Agents/Python")
+    assert "Authorization" not in conn.headers  # headers={} skips the SDK's API key
 
 
 async def test_full_ga_event_sequence_for_one_reply() -> None:
@@ -579,6 +581,11 @@ async def test_invalid_session_update_is_refused_and_changes_nothing() -> None:
             conn = server.connections[0]
             assert conn.output_format.type == "audio/pcm"
             assert not conn.sent_of("session.updated")
+            # Every key of a GA session is optional: even a null audio.input is served.
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "audio": {"input": None}}}))
+            updated = await recv_until(ws, "session.updated")
+            assert updated["session"]["audio"]["input"] is None and conn.turn_detection is None
     assert error["error"]["type"] == "invalid_request_error" and error["error"]["event_id"] == "bad"
     assert "pcma" in unsupported["error"]["message"]
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -40,7 +41,13 @@ from gateway.testing.realtime.records import (
 )
 from gateway.testing.realtime.response import ResponseStream
 from gateway.testing.realtime.script import OnTurn, Script, ScriptCursor, Trigger, Turn, turn_items
-from gateway.testing.realtime.session import AudioFormat, TurnDetection, default_session, merge_session
+from gateway.testing.realtime.session import (
+    AudioFormat,
+    TurnDetection,
+    audio_config,
+    default_session,
+    merge_session,
+)
 from gateway.testing.realtime.vad import EnergyVad, SpeechStart
 from gateway.testing.realtime.waiting import Changes
 from gateway.testing.realtime.wire import (
@@ -100,17 +107,15 @@ class RealtimeConnection:
         request = websocket.request
         self.path: str = request.path if request else ""
         self.headers: dict[str, str] = dict(request.headers.raw_items()) if request else {}
-        query = self.path.partition("?")[2]
-        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
-        self.model: str | None = params.get("model")
+        self.model: str | None = parse_qs(urlsplit(self.path).query).get("model", [None])[0]
 
         self._ids = itertools.count(1)
         self.session_id = f"sess_{index}"
         self.conversation_id = f"conv_{index}"
         self.session: dict[str, Any] = default_session(
             self.session_id, silence_duration_ms=options.silence_duration_ms)
-        self.input_format: AudioFormat = AudioFormat.from_wire(self.session["audio"]["input"]["format"])
-        self.output_format: AudioFormat = AudioFormat.from_wire(self.session["audio"]["output"]["format"])
+        self.input_format: AudioFormat = AudioFormat.from_wire(audio_config(self.session, "input").get("format"))
+        self.output_format: AudioFormat = AudioFormat.from_wire(audio_config(self.session, "output").get("format"))
 
         self.received: list[ReceivedEvent] = []
         self.sent: list[SentEvent] = []
@@ -396,8 +401,8 @@ class RealtimeConnection:
                                silence_duration_ms=self._options.silence_duration_ms)
         validate_session(merged)
         try:
-            input_format = AudioFormat.from_wire(merged["audio"]["input"].get("format"))
-            output_format = AudioFormat.from_wire(merged["audio"]["output"].get("format"))
+            input_format = AudioFormat.from_wire(audio_config(merged, "input").get("format"))
+            output_format = AudioFormat.from_wire(audio_config(merged, "output").get("format"))
         except ValueError as e:
             raise ClientEventError(str(e), code="invalid_value", param="session.audio") from e
         self.session, self.input_format, self.output_format = merged, input_format, output_format
@@ -566,7 +571,7 @@ class RealtimeConnection:
         turn.transcript = f"<speech {duration} ms>" if transcript is None else transcript
         self._last_user_text = turn.transcript
         # The real API transcribes only when the session asks for it (the SDK always does).
-        if (self.session["audio"]["input"].get("transcription") or None) is not None:
+        if audio_config(self.session, "input").get("transcription") is not None:
             self._send({"type": "conversation.item.input_audio_transcription.completed",
                         "item_id": turn.item_id, "content_index": 0, "transcript": turn.transcript,
                         "usage": {"type": "duration", "seconds": round(duration / 1000, 3)}})
@@ -577,7 +582,7 @@ class RealtimeConnection:
     # -- responses ----------------------------------------------------------------------------
 
     def _start_response(self, trigger: Trigger, forced: Turn | None = None) -> ResponseRecord:
-        out = self.session["audio"]["output"]
+        out = audio_config(self.session, "output")
         record = ResponseRecord(self._new_id("resp"), trigger, time.monotonic())
         stream = ResponseStream(self, record, fmt=self.output_format, voice=out.get("voice"),
                                 chunk_ms=self._options.chunk_ms, pace=self._options.pace,

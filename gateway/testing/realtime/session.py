@@ -32,6 +32,7 @@ __all__ = [
     "PCMU",
     "AudioFormat",
     "TurnDetection",
+    "audio_config",
     "default_session",
     "merge_session",
 ]
@@ -107,7 +108,7 @@ class TurnDetection:
 
     @classmethod
     def from_session(cls, session: Mapping[str, Any], default_silence_ms: int) -> TurnDetection | None:
-        td = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
+        td = audio_config(session, "input").get("turn_detection")
         if td is None:
             return None
         silence = td.get("silence_duration_ms")
@@ -119,6 +120,11 @@ class TurnDetection:
             silence_duration_ms=default_silence_ms if silence is None else int(silence),
             prefix_padding_ms=300 if padding is None else int(padding),
         )
+
+
+def audio_config(session: Mapping[str, Any], direction: str) -> Mapping[str, Any]:
+    """``session.audio.input`` or ``.output``; empty if absent (every key is optional)."""
+    return (session.get("audio") or {}).get(direction) or {}
 
 
 def default_session(session_id: str, *, silence_duration_ms: int = 500) -> dict[str, Any]:
@@ -169,7 +175,7 @@ def merge_session(current: Mapping[str, Any], update: Mapping[str, Any], *,
     filled. The session id and object are the server's, whatever the update says."""
     merged = _merge(dict(current), dict(update))
     merged["id"], merged["object"] = current["id"], current["object"]
-    td = ((merged.get("audio") or {}).get("input") or {}).get("turn_detection")
+    td = audio_config(merged, "input").get("turn_detection")
     if isinstance(td, dict):
         defaults = {
             "server_vad": {**_SERVER_VAD_DEFAULTS, "silence_duration_ms": silence_duration_ms},
