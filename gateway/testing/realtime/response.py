@@ -78,7 +78,10 @@ class ResponseStream:
             "conversation_id": self.conn.conversation_id,
             "output_modalities": ["audio"],
             "max_output_tokens": "inf",
-            "audio": {"output": {"format": self.fmt.wire, "voice": self._voice}},
+            "audio": {"output": {"format": self.fmt.wire,
+                                 # a custom voice object is the session's business; the SDK
+                                 # flattens it before validating, so only echo a voice name
+                                 **({"voice": self._voice} if isinstance(self._voice, str) else {})}},
             "usage": usage,
             "metadata": None,
         }
