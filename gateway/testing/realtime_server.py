@@ -53,6 +53,13 @@ state instead of sleeping: ``await server.wait_for_connection()``,
 ``await conn.send_speech_started()``, ``send_speech_stopped()``, ``start_response(turn)``,
 ``emit(raw_event)``, ``close(code)``.
 
+Not simulated (a test that needs them can ``emit`` the events itself): text-only output
+(every reply is audio with a transcript), ``audio/pcma``, ``idle_timeout_ms``
+(``input_audio_buffer.timeout_triggered``), ``rate_limits.updated``, and the parameters of
+``response.create`` (recorded in ``conn.received``, not honoured). The session's
+``turn_detection.threshold`` (the real model's 0-1 activation threshold) is kept but unused:
+the VAD's energy threshold is ``RealtimeServer(vad_threshold_dbfs=...)``.
+
 Standalone: ``python -m gateway.testing.realtime_server --port 8765`` serves until Ctrl-C
 (``serve_forever`` is the same thing for the ``gateway`` CLI).
 """

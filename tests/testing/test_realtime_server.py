@@ -343,6 +343,11 @@ async def test_vad_tone_burst_is_a_caller_turn_that_gets_a_response(mode: str) -
     ]
     assert conn.responses[0].trigger.source == "turn_detection"
     assert conn.responses[0].trigger.user_text == "I need a taxi."
+    at = call.raw_types.index("input_audio_buffer.speech_started")
+    assert call.raw_types[at:at + 6] == [
+        "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed", "conversation.item.added",
+        "conversation.item.input_audio_transcription.completed", "conversation.item.done"]
     user = [i for i in call.history if i.role == "user"]
     assert [c.transcript for c in user[0].content] == ["I need a taxi."]
     assert len(call.of("audio_interrupted")) == 0  # no assistant audio was playing
@@ -357,6 +362,15 @@ async def test_vad_default_transcript_and_prefix_padding() -> None:
         turn = server.connections[0].user_turns[0]
     assert (turn.audio_start_ms, turn.audio_end_ms) == (700, 1800)
     assert turn.transcript == "<speech 1100 ms>"
+
+
+async def test_semantic_vad_the_sdk_default_is_served_by_the_same_detector() -> None:
+    async with RealtimeServer(silence_duration_ms=250) as server, sdk_call(server) as call:
+        await call.session.send_audio(pcm16_tone(300, 200) + silence(300))
+        await call.wait_for("agent_end")
+        conn = server.connections[0]
+    assert conn.session["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
+    assert (conn.user_turns[0].audio_start_ms, conn.user_turns[0].audio_end_ms) == (0, 450)
 
 
 async def test_manual_commit_without_turn_detection() -> None:
