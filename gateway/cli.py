@@ -32,6 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
     serve.add_argument("--env-file", default=".env", help="settings file (default .env; missing is fine)")
     serve.set_defaults(handler=_serve)
+
+    realtime = commands.add_parser(
+        "realtime-server",
+        help="run the local OpenAI Realtime server (no account needed)",
+        description="Serve the OpenAI Realtime GA wire protocol locally, for trying the gateway "
+        "and testing agents with no OpenAI account: point OPENAI_REALTIME_URL at the URL it prints. "
+        "It answers with synthesized speech-like tones and a built-in voice activity detector.",
+    )
+    realtime.add_argument("--host", default="127.0.0.1")
+    realtime.add_argument("--port", type=int, default=8765)
+    realtime.add_argument(
+        "--pace", type=float, default=None,
+        help="stream reply audio at this multiple of real time (default: as fast as possible, like the API)",
+    )
+    realtime.set_defaults(handler=_realtime_server)
     return parser
 
 
@@ -58,6 +73,19 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     _configure_logging(settings.log_level)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), ws="websockets-sansio")
+    return 0
+
+
+def _realtime_server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.testing.realtime_server import serve_forever
+
+    _configure_logging("INFO")
+    try:
+        asyncio.run(serve_forever(args.host, args.port, pace=args.pace))
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
