@@ -12,6 +12,7 @@ Routes (endpoints accept, check, wire and hand over; the logic lives in the core
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import time
@@ -25,12 +26,14 @@ from starlette.websockets import WebSocket
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
-from gateway.bridge.call import CLOSE_POLICY, Call
+from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord
 from gateway.security import TOKEN_PARAMETER, CallTokens, TwilioSignatures
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.app")
 
+#: Finished calls whose records are kept in memory.
+RECENT_CALLS = 200
 #: Largest webhook body we read (Twilio's voice webhooks are a few hundred bytes).
 MAX_WEBHOOK_BYTES = 64 * 1024
 
@@ -47,6 +50,8 @@ class Gateway:
         self.agent = agent
         self.calls: dict[str, Call] = {}  # stream SID -> call in progress
         self.calls_handled = 0
+        #: Records of the most recent finished calls (refused streams included).
+        self.finished: collections.deque[CallRecord] = collections.deque(maxlen=RECENT_CALLS)
 
     # --- POST /twilio/voice ---------------------------------------------------------------
 
@@ -114,6 +119,7 @@ class Gateway:
             await call.run()
         finally:
             self.calls.pop(call.record.stream_sid, None)
+            self.finished.append(call.record)
 
     def _started(self, call: Call) -> None:
         self.calls[call.record.stream_sid] = call

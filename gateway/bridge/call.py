@@ -80,6 +80,11 @@ class CallRecord:
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: Session event counts by type.
     counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    frames_in: int = 0  # caller frames received
+    frames_out: int = 0  # agent frames sent
+    buffered_dropped: int = 0  # caller frames dropped from a full pre-connect buffer
+    stale_echoes: int = 0  # mark echoes after a clear (cleared, not played)
+    dropped_audio_bytes: int = 0  # model audio of interrupted items, never sent
 
     def note(self, kind: str, **fields: Any) -> None:
         self.events.append({"t": round(time.time() - self.started_at, 3), "event": kind, **fields})
@@ -182,10 +187,7 @@ class Call:
         self._ready = False  # model connected and pre-connect audio flushed
         self._buffer: collections.deque[bytes] = collections.deque()
         self._buffer_limit = max(1, settings.inbound_buffer_ms // 20)
-        self.buffered_dropped = 0
         self._end_reason: EndReason | None = None
-        self.frames_in = 0
-        self.frames_out = 0
 
     # --- Lifecycle -----------------------------------------------------------------------
 
@@ -210,14 +212,17 @@ class Call:
             raise
         finally:
             await self._close_socket()
-            self.record.ended_at = time.time()
-            self.record.end_reason = self._end_reason
+            record = self.record
+            record.ended_at = time.time()
+            record.end_reason = self._end_reason
+            record.stale_echoes = self.playback.stale_echoes
+            record.dropped_audio_bytes = self.playback.dropped_bytes
             if self.info is not None:
                 self.log.info(
                     "call ended: %s; %.1f s, frames in %d out %d, buffered-dropped %d, stale echoes %d",
                     self._end_reason.value if self._end_reason else "?",
-                    self.record.ended_at - self.record.started_at,
-                    self.frames_in, self.frames_out, self.buffered_dropped, self.playback.stale_echoes,
+                    record.ended_at - record.started_at,
+                    record.frames_in, record.frames_out, record.buffered_dropped, record.stale_echoes,
                 )
         return self.record
 
@@ -343,14 +348,14 @@ class Call:
             self._end(EndReason.TWILIO_DISCONNECTED)
 
     async def _caller_audio(self, payload: bytes) -> None:
-        self.frames_in += 1
+        self.record.frames_in += 1
         audio = self.inbound.convert(payload)
         if self._ready:
             await self.session.send_audio(audio)
             return
         if len(self._buffer) >= self._buffer_limit:
             self._buffer.popleft()
-            self.buffered_dropped += 1
+            self.record.buffered_dropped += 1
         self._buffer.append(audio)
 
     async def _flush_buffer(self) -> None:
@@ -379,7 +384,7 @@ class Call:
     async def _send(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, SendMedia):
-                self.frames_out += 1
+                self.record.frames_out += 1
                 await self.websocket.send_text(self.stream.media(action.payload))
             elif isinstance(action, SendMark):
                 await self.websocket.send_text(self.stream.mark(action.name))
