@@ -82,6 +82,7 @@ class CallRecord:
     counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     frames_in: int = 0  # caller frames received
     frames_out: int = 0  # agent frames sent
+    buffered_frames: int = 0  # caller frames buffered while the model connected, then sent
     buffered_dropped: int = 0  # caller frames dropped from a full pre-connect buffer
     stale_echoes: int = 0  # mark echoes after a clear (cleared, not played)
     dropped_audio_bytes: int = 0  # model audio of interrupted items, never sent
@@ -264,7 +265,7 @@ class Call:
         }.get(self._end_reason, CLOSE_NORMAL)
         try:
             await self.websocket.close(code)
-        except (RuntimeError, OSError):  # already closed by the peer mid-close
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the peer closed first: done
             pass
 
     # --- Twilio side -----------------------------------------------------------------------
@@ -367,6 +368,7 @@ class Call:
             await self.session.send_audio(self._buffer.popleft())
             sent += 1
         self._ready = True
+        self.record.buffered_frames = sent
         if sent:
             self.log.info("sent %d ms of caller audio buffered while the model connected", sent * 20)
 

@@ -40,3 +40,25 @@ def start_gateway() -> Callable[..., contextlib.AbstractAsyncContextManager[tupl
                 yield gateway, realtime
 
     return start
+
+
+async def place_call(gateway: GatewayServer, *, speed: float = 1.0, connect: bool = True, **caller_options):
+    """Ring the gateway like Twilio: signed webhook POST, then the TwiML's stream, signed."""
+    from gateway.testing.twilio_caller import TwilioCaller, fetch_twiml, new_sid, webhook_form
+
+    call_sid = new_sid("CA")
+    form = webhook_form(call_sid=call_sid, account_sid=ACCOUNT_SID, from_="+15550001111", to="+15550002222")
+    twiml = await fetch_twiml(gateway.url + "/twilio/voice", form, AUTH_TOKEN)
+    caller = TwilioCaller.from_twiml(
+        twiml, auth_token=AUTH_TOKEN, call_sid=call_sid, account_sid=ACCOUNT_SID, speed=speed, **caller_options
+    )
+    if connect:
+        await caller.connect()
+    return caller
+
+
+def ulaw_tone(freq: float, seconds: float, amplitude: float = 12000.0) -> bytes:
+    from gateway.audio import pcm16_to_ulaw
+    from gateway.audio.measure import to_pcm16, tone
+
+    return pcm16_to_ulaw(to_pcm16(tone(freq, 8000, seconds, amplitude)))

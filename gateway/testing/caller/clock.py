@@ -66,6 +66,13 @@ class CallerClock:
             return 0.0
         return (self._monotonic() - self._t0) * self.speed
 
+    def to_monotonic(self, t: float) -> float:
+        """The ``time.monotonic()`` instant of caller-clock time ``t``, to compare the caller's
+        record with other processes' monotonic timestamps (e.g. the Realtime server's)."""
+        if self._t0 is None:
+            raise RuntimeError("the caller clock has not started")
+        return self._t0 + t / self.speed
+
     def real_delay(self, t: float) -> float:
         """Real seconds from now until caller-clock time ``t`` (0 if it has passed or the clock
         is not running)."""
