@@ -32,6 +32,7 @@ from agents.realtime import (
 )
 from agents.realtime.model_inputs import RealtimeModelSendRawMessage
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder
 from gateway.bridge.agents import AgentSource, CallInfo, agent_for_call
@@ -59,6 +60,7 @@ class EndReason(str, enum.Enum):
     MODEL_FAILED = "model connection failed"
     PROTOCOL_ERROR = "malformed Twilio message"
     REFUSED = "refused before start"
+    INTERNAL_ERROR = "internal error"
     CANCELLED = "cancelled"
 
 
@@ -189,6 +191,7 @@ class Call:
         self._buffer: collections.deque[bytes] = collections.deque()
         self._buffer_limit = max(1, settings.inbound_buffer_ms // 20)
         self._end_reason: EndReason | None = None
+        self._model_exception: str | None = None
 
     # --- Lifecycle -----------------------------------------------------------------------
 
@@ -247,6 +250,11 @@ class Call:
                     if not task.done():
                         task.cancel()
                 await asyncio.gather(twilio_task, session_task, return_exceptions=True)
+                for task in (twilio_task, session_task):
+                    if not task.cancelled() and task.exception() is not None:
+                        # Each task handles what it expects; anything else is our bug: say so.
+                        self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
+                        self._end(EndReason.INTERNAL_ERROR)
         finally:
             self.session = None
             await session.close()
@@ -347,6 +355,18 @@ class Call:
             self._end(EndReason.PROTOCOL_ERROR)
         except WebSocketDisconnect:
             self._end(EndReason.TWILIO_DISCONNECTED)
+        except ConnectionClosed as exc:
+            # Sending caller audio found the model's socket closed (the session task may not
+            # have seen it yet): classify it the same way.
+            self._model_closed(exc)
+
+    def _model_closed(self, exc: ConnectionClosed) -> None:
+        if isinstance(exc, ConnectionClosedOK):
+            self.log.info("model ended the session")
+            self._end(EndReason.MODEL_ENDED)
+        else:
+            self.log.error("model session failed: %s", exc)
+            self._end(EndReason.MODEL_FAILED)
 
     async def _caller_audio(self, payload: bytes) -> None:
         self.record.frames_in += 1
@@ -421,14 +441,24 @@ class Call:
                     self.log.warning("unhandled session event %r", event.type)
                     continue
                 await handler(self, event)
-            self.log.info("model ended the session")
-            self._end(EndReason.MODEL_ENDED)
+            if self._model_exception is not None:
+                # The SDK's iterator checks "closing and queue empty" before its stored
+                # exception (agents/realtime/session.py, __aiter__), so a failed transport can
+                # end iteration quietly if the session is closing; the raw exception event the
+                # SDK emitted first still tells a failure from a clean end.
+                self.log.error("model session failed: %s", self._model_exception)
+                self._end(EndReason.MODEL_FAILED)
+            else:
+                self.log.info("model ended the session")
+                self._end(EndReason.MODEL_ENDED)
         except Exception as exc:
             if self._end_reason is not None or self._twilio_gone():
                 # The call is already over (stop, or the socket went): sends fail, nothing to do.
                 self._end(EndReason.TWILIO_DISCONNECTED)
                 return
-            # The model dropped the connection (the SDK raises on an abnormal close) or failed.
+            if isinstance(exc, ConnectionClosed):  # the SDK raises on an abnormal close
+                self._model_closed(exc)
+                return
             self.log.error("model session failed: %s: %s", type(exc).__name__, exc)
             self._end(EndReason.MODEL_FAILED)
 
@@ -506,7 +536,10 @@ class Call:
         self.record.note("error", error=_short(str(event.error), 300))
 
     async def on_raw_model_event(self, event) -> None:
-        pass  # every server message also arrives here; the typed events above carry meaning
+        # Every server message also arrives here; the typed events carry the meaning. Only a
+        # transport exception matters: it is how a failed connection is told from a clean end.
+        if getattr(event.data, "type", None) == "exception":
+            self._model_exception = f"{type(event.data.exception).__name__}: {event.data.exception} ({event.data.context})"
 
     async def on_input_audio_timeout_triggered(self, event) -> None:
         self.log.info("caller silent past the model's idle timeout")

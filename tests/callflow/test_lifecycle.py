@@ -1,0 +1,130 @@
+"""Who may call, and how calls end: tokens, isolation, hang-up, the model ending, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+
+import pytest
+
+from gateway.bridge.call import CLOSE_INTERNAL, CLOSE_POLICY, EndReason
+from gateway.security import CallTokens
+from gateway.testing.realtime_server import Reply
+
+from .conftest import AUTH_TOKEN, place_call, ulaw_tone
+
+
+def gateway_of(server):
+    return server.app.state.gateway
+
+
+async def wait_finished(gateway, count: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(gateway_of(gateway).finished) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} calls did not finish")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("tamper", ["forged", "missing", "other-call", "expired"])
+async def test_stream_without_a_valid_token_is_ended_before_any_model_connection(start_gateway, tamper) -> None:
+    async with start_gateway([Reply("hello")]) as (gateway, realtime):
+        caller = await place_call(gateway, connect=False)
+        params = dict(caller.parameters)
+        if tamper == "forged":
+            params["token"] = params["token"][:-4] + "AAAA"
+        elif tamper == "missing":
+            del params["token"]
+        elif tamper == "other-call":
+            params["callSid"] = "CA" + "9" * 32  # a valid token for another call's parameters
+        elif tamper == "expired":
+            tokens = CallTokens.derived_from(AUTH_TOKEN)
+            unsigned = {k: v for k, v in params.items() if k != "token"}
+            params["token"] = tokens.issue(caller.call_sid, unsigned, now=time.time() - 3600, ttl_s=60)
+        caller.parameters = params
+        await caller.connect()
+        await caller.wait_closed(timeout=5)
+        await wait_finished(gateway, 1)
+    assert caller.closed_by == "gateway" and caller.close_code == CLOSE_POLICY
+    assert realtime.connections == []  # no model minutes burnt
+    assert gateway_of(gateway).finished[-1].end_reason is EndReason.REFUSED
+
+
+async def test_two_concurrent_calls_are_isolated(start_gateway) -> None:
+    async with start_gateway([Reply("hi", duration_ms=3000, tone_hz=440)]) as (gateway, realtime):
+        first, second = await asyncio.gather(place_call(gateway), place_call(gateway))
+        await asyncio.gather(first.wait_heard(1000), second.wait_heard(1000))
+        conns = {c.index: c for c in realtime.connections}
+        assert len(conns) == 2
+        # The first caller talks over the agent; only the first call is interrupted.
+        first.say(ulaw_tone(1000, 0.6))
+        await first.wait_for_message("clear", timeout=5)
+        await second.wait_heard(3000, timeout=10)
+        await asyncio.gather(first.hang_up(), second.hang_up())
+        await wait_finished(gateway, 2)
+    assert first.clears and not second.clears
+    assert second.heard_ms == pytest.approx(3000, abs=0.2)
+    # Each model connection heard its own caller: the talker's tone reached one of them only.
+    loud = [c for c in realtime.connections if c.user_turns]
+    assert len(loud) == 1
+    records = {r.call_sid: r for r in gateway_of(gateway).finished}
+    assert set(records) == {first.call_sid, second.call_sid}
+    assert all(r.end_reason is EndReason.CALLER_HUNG_UP for r in records.values())
+
+
+async def test_stop_ends_the_call_and_closes_the_model_session(start_gateway) -> None:
+    async with start_gateway([Reply("hi", duration_ms=500)]) as (gateway, realtime):
+        caller = await place_call(gateway, speed=4)
+        await caller.wait_heard(500)
+        conn = realtime.connections[0]
+        assert len(gateway_of(gateway).calls) == 1
+        await caller.hang_up()
+        await wait_finished(gateway, 1)
+        await conn.wait_until(lambda: conn.closed, timeout=5)
+    assert gateway_of(gateway).calls == {}
+    assert gateway_of(gateway).finished[-1].end_reason is EndReason.CALLER_HUNG_UP
+
+
+@pytest.mark.parametrize(("code", "reason", "close_code"), [
+    (1000, EndReason.MODEL_ENDED, 1000),
+    (1011, EndReason.MODEL_FAILED, CLOSE_INTERNAL),
+])
+async def test_the_model_ending_the_session_ends_the_call_cleanly(start_gateway, code, reason, close_code) -> None:
+    async with start_gateway([Reply("hi", duration_ms=300)]) as (gateway, realtime):
+        caller = await place_call(gateway, speed=4)
+        await caller.wait_heard(300)
+        await realtime.connections[0].close(code)
+        await caller.wait_closed(timeout=5)
+        await wait_finished(gateway, 1)
+    assert caller.closed_by == "gateway" and caller.close_code == close_code
+    assert gateway_of(gateway).finished[-1].end_reason is reason
+    assert gateway_of(gateway).calls == {}
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_fifty_calls_in_a_row_leak_nothing(start_gateway) -> None:
+    async with start_gateway([]) as (gateway, realtime):  # every reply is the default "Okay."
+        async def one_call() -> None:
+            caller = await place_call(gateway, speed=10)
+            await caller.wait_heard(200)  # the default reply: the greeting
+            await caller.hang_up()
+
+        await one_call()  # warm-up: imports, lazily created pools
+        await wait_finished(gateway, 1)
+        gc.collect()
+        tasks_before, fds_before = len(asyncio.all_tasks()), open_fds()
+        for _ in range(50):
+            await one_call()
+        await wait_finished(gateway, 51)
+        await realtime.connections[-1].wait_until(lambda: all(c.closed for c in realtime.connections), timeout=5)
+        gc.collect()
+        await asyncio.sleep(0)  # let finished tasks be collected
+        tasks_after, fds_after = len(asyncio.all_tasks()), open_fds()
+    assert tasks_after == tasks_before, (tasks_before, tasks_after)
+    assert fds_after <= fds_before, (fds_before, fds_after)
+    assert all(r.end_reason is EndReason.CALLER_HUNG_UP for r in gateway_of(gateway).finished)
