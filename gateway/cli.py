@@ -47,6 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream reply audio at this multiple of real time (default: as fast as possible, like the API)",
     )
     realtime.set_defaults(handler=_realtime_server)
+
+    caller = commands.add_parser(
+        "caller",
+        help="place a simulated Twilio call against a gateway",
+        description="Behave like Twilio with a caller on the line: POST the incoming-call webhook "
+        "(signed with the auth token), open the Media Stream the TwiML names, listen to the "
+        "greeting, say a clip, listen to the answer, hang up, and print what was heard.",
+    )
+    caller.add_argument("--webhook", default="http://127.0.0.1:8080/twilio/voice", help="the gateway's voice webhook URL")
+    caller.add_argument("--auth-token", default=None, help="Twilio auth token to sign with (default: $TWILIO_AUTH_TOKEN or .env)")
+    caller.add_argument("--say", metavar="FILE", help="clip the caller says: WAV (PCM16 mono, 8/16/24 kHz) or raw mu-law")
+    caller.add_argument("--connect-url", help="connect here instead of the TwiML's stream URL (a public wss:// URL served locally)")
+    caller.add_argument("--listen", type=float, default=15.0, help="give up listening after this many seconds (default 15)")
+    caller.add_argument("--heard", metavar="WAV", help="write what the caller heard to this WAV file")
+    caller.set_defaults(handler=_caller)
     return parser
 
 
@@ -87,6 +102,37 @@ def _realtime_server(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _caller(args: argparse.Namespace) -> int:
+    import asyncio
+    import wave
+
+    from gateway.audio import ulaw_to_pcm16
+    from gateway.settings import read_env_file
+    from gateway.testing.twilio_caller import load_audio, run_call
+
+    token = args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN")
+    if token is None and os.path.isfile(".env"):
+        token = read_env_file(__import__("pathlib").Path(".env")).get("TWILIO_AUTH_TOKEN")
+    audio = load_audio(args.say) if args.say else None
+    caller = asyncio.run(
+        run_call(args.webhook, auth_token=token, audio=audio, connect_url=args.connect_url, listen_s=args.listen)
+    )
+    print(f"call {caller.call_sid}: heard {caller.heard_ms / 1000:.2f} s of the agent in "
+          f"{len(caller.heard_segments())} stretch(es); {len(caller.clears)} clear(s); "
+          f"{len(caller.marks_echoed)} mark(s) echoed; closed by the {caller.closed_by} "
+          f"(code {caller.close_code})")
+    if caller.invalid_count or caller.errors:
+        print(f"  {caller.invalid_count} invalid message(s) from the gateway; errors: {caller.errors}")
+    if args.heard:
+        with wave.open(args.heard, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(ulaw_to_pcm16(caller.heard_timeline()))
+        print(f"  wrote what the caller heard to {args.heard}")
+    return 0 if caller.heard_ms > 0 and not caller.errors else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
