@@ -24,7 +24,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agents import RunContextWrapper
 from agents.realtime import (
+    RealtimeAgent,
     RealtimePlaybackTracker,
     RealtimeRunConfig,
     RealtimeRunner,
@@ -186,6 +188,7 @@ class Call:
         self.playback = Playback(OutboundTranscoder(mode), settings.mark_interval_ms)
         self.tracker = PlaybackTracker(self.playback, clock)
         self.session: RealtimeSession | None = None
+        self.agent: RealtimeAgent | None = None  # the starting agent
         self._on_start = on_start
         self._ready = False  # model connected and pre-connect audio flushed
         self._buffer: collections.deque[bytes] = collections.deque()
@@ -200,7 +203,7 @@ class Call:
             start = await self._await_start()
             if start is None:
                 return self.record
-            agent = await agent_for_call(self.agent_source, self.info)
+            agent = self.agent = await agent_for_call(self.agent_source, self.info)
             self.record.agent = agent.name
             runner = RealtimeRunner(agent, config=RealtimeRunConfig(async_tool_calls=True))
             session = await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
@@ -419,13 +422,9 @@ class Call:
         """Ask the model to speak first, without a fake user message in the history: a
         response.create whose instructions are the agent's own plus the greeting request."""
         instructions = self.settings.greeting
-        agent = getattr(self.session, "_current_agent", None)
-        if agent is not None:
-            from agents import RunContextWrapper
-
-            own = await agent.get_system_prompt(RunContextWrapper(self.info))
-            if own:
-                instructions = f"{own}\n\n{self.settings.greeting}"
+        own = await self.agent.get_system_prompt(RunContextWrapper(self.info))
+        if own:
+            instructions = f"{own}\n\n{self.settings.greeting}"
         await self.session.model.send_event(
             RealtimeModelSendRawMessage(
                 message={"type": "response.create", "other_data": {"response": {"instructions": instructions}}}

@@ -9,6 +9,7 @@ import pytest
 from gateway.audio import ulaw_to_pcm16
 from gateway.audio.measure import amplitude_at, db, from_pcm16, to_pcm16, tone
 from gateway.bridge.call import EndReason
+from gateway.settings import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS
 from gateway.testing.realtime_server import Reply
 
 from .conftest import place_call, ulaw_tone
@@ -39,6 +40,11 @@ async def test_the_agent_greets_first_and_the_caller_hears_it(start_gateway, mod
     # The greeting was asked for by the gateway, before the caller said anything.
     conn = realtime.connections[0]
     assert conn.responses[0].trigger.source == "response.create"
+    # It is a response.create carrying the agent's own instructions plus the greeting request,
+    # not a fake user message in the conversation.
+    request = conn.received_of("response.create")[0].data["response"]["instructions"]
+    assert request.startswith(DEFAULT_INSTRUCTIONS) and request.endswith(DEFAULT_GREETING)
+    assert conn.user_messages == []
     record = gateway_of(gateway).finished[-1]
     assert any("Thanks for calling" in (item.get("text") or "") for item in record.transcript)
     assert record.end_reason is EndReason.CALLER_HUNG_UP
