@@ -433,8 +433,11 @@ class Call:
 
     async def _read_session(self) -> None:
         try:
+            debug = self.log.isEnabledFor(logging.DEBUG)
             async for event in self.session:
                 self.record.counts[event.type] += 1
+                if debug:  # every event, with the call SID; INFO lines come from the handlers
+                    self.log.debug("session event %s", event.type)
                 handler = HANDLERS.get(event.type)
                 if handler is None:
                     self.log.warning("unhandled session event %r", event.type)
