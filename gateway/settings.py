@@ -75,6 +75,24 @@ class Settings:
     #: Local development only: skip X-Twilio-Signature checks (a loud warning is logged).
     insecure_skip_signature: bool = False
     log_level: str = "INFO"
+    #: Where Twilio's REST API is (tests point it at a local fake); None: Twilio's own.
+    twilio_api_base_url: str | None = None
+    #: Who ``transfer_call`` may dial: name -> E.164 number or sip: URI. Nothing else, ever.
+    transfer_targets: tuple[tuple[str, str], ...] = ()
+    #: Silence: check in after this many seconds with nobody speaking (0: never) ...
+    silence_check_in_s: float = 10.0
+    #: ... and say goodbye and hang up this many seconds after the check-in (0: never).
+    silence_give_up_s: float = 10.0
+    #: Hard limit on a call's length; the agent says goodbye and hangs up (0: none).
+    max_call_s: int = 3600
+
+    def transfer_target(self, name_or_number: str) -> str | None:
+        """The allowed dial string for a target name or number, or None if not allowed."""
+        wanted = name_or_number.strip()
+        for name, target in self.transfer_targets:
+            if wanted.lower() == name.lower() or wanted == target:
+                return target
+        return None
 
     @property
     def stream_url(self) -> str:
@@ -142,6 +160,11 @@ class Settings:
             call_token_secret=reader.optional("GATEWAY_CALL_TOKEN_SECRET"),
             insecure_skip_signature=reader.boolean("GATEWAY_INSECURE_SKIP_SIGNATURE", False),
             log_level=reader.choice("GATEWAY_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            twilio_api_base_url=reader.optional("TWILIO_API_BASE_URL"),
+            transfer_targets=reader.targets("GATEWAY_TRANSFER_TARGETS"),
+            silence_check_in_s=reader.integer("GATEWAY_SILENCE_CHECK_IN_S", 10, 0, 3600),
+            silence_give_up_s=reader.integer("GATEWAY_SILENCE_GIVE_UP_S", 10, 0, 3600),
+            max_call_s=reader.integer("GATEWAY_MAX_CALL_S", cls.max_call_s, 0, 86400),
         )
         if problems:
             raise SettingsError(problems)
@@ -190,6 +213,22 @@ class _Reader:
             self.problems.append(f"{name}: must be between {low} and {high}, got {number}")
             return default
         return number
+
+    def targets(self, name: str) -> tuple[tuple[str, str], ...]:
+        """``name=+15551234567,desk=sip:desk@pbx.example.com``."""
+        value = self.optional(name)
+        if value is None:
+            return ()
+        targets = []
+        for entry in value.split(","):
+            label, sep, target = (part.strip() for part in entry.partition("="))
+            if not sep or not label or not re.fullmatch(r"\+[1-9]\d{6,14}|sips?:[^\s@]+@[^\s]+", target):
+                self.problems.append(
+                    f"{name}: expected name=+E164 or name=sip:user@host entries, got {entry.strip()!r}"
+                )
+                continue
+            targets.append((label, target))
+        return tuple(targets)
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.optional(name)

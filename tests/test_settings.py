@@ -79,3 +79,14 @@ def test_every_setting_is_documented_in_env_example() -> None:
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.M))
     assert names and names <= documented, sorted(names - documented)
+
+
+def test_transfer_targets_are_parsed_and_strictly_matched() -> None:
+    s = Settings.from_mapping({**BASE, "GATEWAY_TRANSFER_TARGETS": "Sales=+15551230000, desk=sip:desk@pbx.example.com"})
+    assert s.transfer_target("sales") == "+15551230000"
+    assert s.transfer_target("+15551230000") == "+15551230000"
+    assert s.transfer_target("desk") == "sip:desk@pbx.example.com"
+    assert s.transfer_target("+15559999999") is None
+    assert s.transfer_target("sales; +1900") is None
+    with pytest.raises(SettingsError, match="GATEWAY_TRANSFER_TARGETS"):
+        Settings.from_mapping({**BASE, "GATEWAY_TRANSFER_TARGETS": "sales=5551230000"})

@@ -6,7 +6,7 @@ import dataclasses
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Union
+from typing import Any, Union
 
 from agents.realtime import RealtimeAgent
 
@@ -23,6 +23,8 @@ class CallInfo:
     to: str
     #: Every ``<Parameter>`` of the stream (our token included).
     parameters: Mapping[str, str]
+    #: The live call's ``CallControl`` (hang up, transfer, keypad); used by ``gateway.tools``.
+    control: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 AgentFactory = Callable[[CallInfo], Union[RealtimeAgent, Awaitable[RealtimeAgent]]]

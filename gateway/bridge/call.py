@@ -22,7 +22,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents import RunContextWrapper
 from agents.realtime import (
@@ -38,12 +38,21 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder
 from gateway.bridge.agents import AgentSource, CallInfo, agent_for_call
+from gateway.bridge.control import CallControl
 from gateway.bridge.playback import Action, Playback, SendClear, SendMark, SendMedia
+from gateway.bridge.timing import SilenceAction, SilenceMonitor
 from gateway.security import TOKEN_PARAMETER, CallTokens, InvalidCallToken
 from gateway.settings import Settings
 from gateway.twilio import Dtmf, Mark, Media, MediaStream, ProtocolError, Start, Stop, UnknownEvent
 
+if TYPE_CHECKING:
+    from gateway.twilio.rest import TwilioRest
+
 log = logging.getLogger("gateway.call")
+
+#: What the agent is asked to say when the caller is silent, and when the call must end.
+CHECK_IN_REQUEST = "The caller has said nothing for a while. Briefly ask whether they are still there."
+GOODBYE_REQUEST = "Say a brief, polite goodbye now: {why} The call ends after your goodbye."
 
 #: WebSocket close codes we use towards Twilio (RFC 6455 section 7.4.1).
 CLOSE_NORMAL = 1000
@@ -57,6 +66,8 @@ START_TIMEOUT_S = 10.0
 
 class EndReason(str, enum.Enum):
     CALLER_HUNG_UP = "caller hung up (stop)"
+    AGENT_HUNG_UP = "agent hung up"
+    TRANSFERRED = "transferred to a person"
     TWILIO_DISCONNECTED = "Twilio socket closed"
     MODEL_ENDED = "model ended the session"
     MODEL_FAILED = "model connection failed"
@@ -172,6 +183,7 @@ class Call:
         agent_source: AgentSource,
         *,
         on_start: Callable[[Call], None] | None = None,
+        rest: TwilioRest | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.websocket = websocket
@@ -195,6 +207,11 @@ class Call:
         self._buffer_limit = max(1, settings.inbound_buffer_ms // 20)
         self._end_reason: EndReason | None = None
         self._model_exception: str | None = None
+        self.control = CallControl(self, rest, clock)
+        self.silence: SilenceMonitor | None = None
+        self._timer_wake = asyncio.Event()
+        self._agent_speaking = False
+        self._connected_at = clock()
 
     # --- Lifecycle -----------------------------------------------------------------------
 
@@ -246,14 +263,15 @@ class Call:
             if self.settings.greeting:
                 await self._greet()
             session_task = asyncio.create_task(self._read_session(), name=f"session-{self.info.call_sid}")
+            timer_task = asyncio.create_task(self._run_timers(), name=f"timers-{self.info.call_sid}")
             try:
                 await asyncio.wait({twilio_task, session_task}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (twilio_task, session_task):
+                for task in (twilio_task, session_task, timer_task):
                     if not task.done():
                         task.cancel()
-                await asyncio.gather(twilio_task, session_task, return_exceptions=True)
-                for task in (twilio_task, session_task):
+                await asyncio.gather(twilio_task, session_task, timer_task, return_exceptions=True)
+                for task in (twilio_task, session_task, timer_task):
                     if not task.cancelled() and task.exception() is not None:
                         # Each task handles what it expects; anything else is our bug: say so.
                         self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
@@ -326,6 +344,7 @@ class Call:
             from_=params.get("from", ""),
             to=params.get("to", ""),
             parameters=params,
+            control=self.control,
         )
         self.record.call_sid, self.record.stream_sid = message.call_sid, message.stream_sid
         self.record.from_, self.record.to = self.info.from_, self.info.to
@@ -399,11 +418,16 @@ class Call:
         played = self.playback.mark_echoed(name, self.clock())
         if played is not None and played.ms:
             self.tracker.on_play_ms(played.item_id, played.content_index, played.ms)
+        self._agent_speech_changed()
+        self.control.changed()
 
     async def _digit(self, digit: str) -> None:
-        self.log.info("caller pressed %s", digit)
-        self.record.note("dtmf", digit=digit)
-        if self._ready:
+        consumed = self.control.digit(digit)
+        self.log.info("caller pressed %s%s", digit, " (collected)" if consumed else "")
+        self.record.note("dtmf", digit=digit, collected=consumed)
+        if consumed:
+            self._timer_wake.set()
+        elif self._ready:
             await self.session.send_message(f"The caller pressed the {digit} key on their phone.")
 
     async def _send(self, actions: list[Action]) -> None:
@@ -415,16 +439,94 @@ class Call:
                 await self.websocket.send_text(self.stream.mark(action.name))
             elif isinstance(action, SendClear):
                 await self.websocket.send_text(self.stream.clear())
+        self._agent_speech_changed()
+
+    def _agent_speech_changed(self) -> None:
+        speaking = self.playback.speaking
+        if speaking != self._agent_speaking:
+            self._agent_speaking = speaking
+            if self.silence is not None:
+                self.silence.agent_speech(speaking, self.clock())
+                self._timer_wake.set()
+
+    # --- Call control (used by CallControl and the timers) -------------------------------------
+
+    @property
+    def call_sid(self) -> str:
+        return self.info.call_sid if self.info else ""
+
+    @property
+    def log_prefix(self) -> str:
+        return f"[call={self.call_sid or '-'} stream={self.record.stream_sid or '-'}]"
+
+    def note_control(self, kind: str, **fields: Any) -> None:
+        """A call event (hang-up, transfer): in the log's record and in the transcript."""
+        self.record.note(kind, **fields)
+        self.record.transcript.append({"type": "call_event", "event": kind, **fields})
+
+    def mark_hung_up(self, reason: str) -> None:
+        self._end(EndReason.AGENT_HUNG_UP)
+        self.log.info("hanging up (%s)", reason)
+
+    def mark_transferred(self) -> None:
+        self._end(EndReason.TRANSFERRED)
+
+    async def end_stream(self) -> None:
+        """Close the Media Stream ourselves: Twilio then runs the TwiML after <Connect>."""
+        await self._close_socket()
+
+    async def _run_timers(self) -> None:
+        """Silence check-ins, keypad timeouts and the call's maximum duration."""
+        settings, control = self.settings, self.control
+        if settings.silence_check_in_s or settings.silence_give_up_s:
+            self.silence = SilenceMonitor(settings.silence_check_in_s, settings.silence_give_up_s, self.clock())
+        max_deadline = self._connected_at + settings.max_call_s if settings.max_call_s else None
+        while True:
+            deadlines = [d for d in (
+                self.silence.deadline() if self.silence else None, control.collection_deadline(), max_deadline,
+            ) if d is not None]
+            self._timer_wake.clear()
+            timeout = max(0.0, min(deadlines) - self.clock()) if deadlines else None
+            try:
+                await asyncio.wait_for(self._timer_wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            now = self.clock()
+            control.tick(now)
+            if control.ending is not None:
+                return
+            if max_deadline is not None and now >= max_deadline:
+                self.log.info("maximum call duration (%d s) reached", settings.max_call_s)
+                await self._goodbye("This call has reached its maximum length.", reason="maximum duration")
+                return
+            action = self.silence.due(now) if self.silence else None
+            if action is SilenceAction.CHECK_IN:
+                self.log.info("caller silent: checking in")
+                self.record.note("silence_check_in")
+                await self.ask(CHECK_IN_REQUEST)
+            elif action is SilenceAction.GIVE_UP:
+                self.log.info("caller still silent: ending the call")
+                await self._goodbye("The caller has been silent for too long.", reason="silence")
+                return
+
+    async def _goodbye(self, why: str, *, reason: str) -> None:
+        before = self.control.responses_started
+        await self.ask(GOODBYE_REQUEST.format(why=why))
+        await self.control.heard_out_after(before)
+        await self.control.hang_up(reason=reason, after_tool=None)
 
     # --- Model side -------------------------------------------------------------------------
 
     async def _greet(self) -> None:
-        """Ask the model to speak first, without a fake user message in the history: a
-        response.create whose instructions are the agent's own plus the greeting request."""
-        instructions = self.settings.greeting
+        await self.ask(self.settings.greeting)
+
+    async def ask(self, request: str) -> None:
+        """Have the agent speak now (greeting, check-in, goodbye) without a fake user message in
+        the history: a response.create whose instructions are the agent's own plus the request."""
+        instructions = request
         own = await self.agent.get_system_prompt(RunContextWrapper(self.info))
         if own:
-            instructions = f"{own}\n\n{self.settings.greeting}"
+            instructions = f"{own}\n\n{request}"
         await self.session.model.send_event(
             RealtimeModelSendRawMessage(
                 message={"type": "response.create", "other_data": {"response": {"instructions": instructions}}}
@@ -476,6 +578,7 @@ class Call:
     async def on_audio_interrupted(self, event) -> None:
         heard = self.playback.heard(self.clock())
         await self._send(self.playback.interrupt(event.item_id))
+        self.control.interrupted()
         self.log.info(
             "barge-in: cleared playback of %s at %.0f ms heard",
             event.item_id, heard.ms if heard else 0.0,
@@ -490,13 +593,17 @@ class Call:
 
     async def on_agent_start(self, event) -> None:
         self.log.debug("agent %s responding", event.agent.name)
+        self.control.response_started()
 
     async def on_agent_end(self, event) -> None:
         self.log.debug("agent %s done", event.agent.name)
+        self.control.response_ended()
 
     async def on_tool_start(self, event) -> None:
         self.log.info("tool %s started: %s", event.tool.name, _short(event.arguments))
         self.record.note("tool_start", tool=event.tool.name, arguments=event.arguments)
+        # Everything the agent said before calling the tool has now been sent to Twilio.
+        self.control.tool_started(event.tool.name)
 
     async def on_tool_end(self, event) -> None:
         self.log.info("tool %s finished: %s", event.tool.name, _short(str(event.output)))
@@ -540,7 +647,14 @@ class Call:
     async def on_raw_model_event(self, event) -> None:
         # Every server message also arrives here; the typed events carry the meaning. Only a
         # transport exception matters: it is how a failed connection is told from a clean end.
-        if getattr(event.data, "type", None) == "exception":
+        kind = getattr(event.data, "type", None)
+        if kind == "raw_server_event":
+            server_type = event.data.data.get("type") if isinstance(event.data.data, dict) else None
+            if server_type in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
+                if self.silence is not None:  # the caller speaking or done: the silence clock
+                    self.silence.caller_speech(server_type.endswith("started"), self.clock())
+                    self._timer_wake.set()
+        elif kind == "exception":
             self._model_exception = f"{type(event.data.exception).__name__}: {event.data.exception} ({event.data.context})"
 
     async def on_input_audio_timeout_triggered(self, event) -> None:
