@@ -86,6 +86,11 @@ class CallControl:
             self._finish_collection(result)
         return True
 
+    @property
+    def collecting(self) -> bool:
+        """A keypad collection is waiting for keypresses."""
+        return self._collector is not None
+
     def collection_deadline(self) -> float | None:
         return self._collector.deadline() if self._collector is not None else None
 

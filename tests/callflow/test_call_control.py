@@ -1,0 +1,77 @@
+"""Call control on live calls: silence, keypad collection, hang-up and transfer timing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from agents.realtime import RealtimeAgent
+
+from gateway.bridge.call import CHECK_IN_REQUEST, EndReason
+from gateway.testing.realtime_server import Reply, ToolCall
+from gateway.tools import collect_digits
+
+from .conftest import place_call, ulaw_tone
+
+
+def gateway_of(server):
+    return server.app.state.gateway
+
+
+async def finished(gateway, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not gateway_of(gateway).finished:
+        assert time.monotonic() < deadline, "the call did not finish"
+        await asyncio.sleep(0.01)
+    return gateway_of(gateway).finished[-1]
+
+
+async def test_a_silent_caller_is_checked_on_then_the_call_ends_politely(start_gateway) -> None:
+    script = [
+        Reply("Hello, how can I help?", duration_ms=300, tone_hz=440),
+        Reply("Are you still there?", duration_ms=300, tone_hz=550),
+        Reply("Goodbye.", duration_ms=300, tone_hz=660),
+    ]
+    settings = {"GATEWAY_SILENCE_CHECK_IN_S": "1", "GATEWAY_SILENCE_GIVE_UP_S": "1"}
+    async with start_gateway(script, **settings) as (gateway, realtime):
+        caller = await place_call(gateway)  # says nothing at all
+        await caller.wait_closed(timeout=15)
+        record = await finished(gateway)
+    conn = realtime.connections[0]
+    requests = [e.data["response"]["instructions"] for e in conn.received_of("response.create")]
+    assert len(requests) == 3
+    assert requests[1].endswith(CHECK_IN_REQUEST) and "silent for too long" in requests[2]
+    # Every reply was heard in full, the goodbye included, before the gateway ended the call.
+    assert caller.heard_ms == pytest.approx(900, abs=0.2)
+    greeting, check_in, goodbye = caller.heard_segments()
+    assert check_in.start - greeting.end >= 1.0  # a second of silence after the greeting
+    assert goodbye.start - check_in.end >= 1.0
+    assert caller.closed_by == "gateway" and caller.closed_at >= goodbye.end
+    assert record.end_reason is EndReason.AGENT_HUNG_UP
+    assert any(e["event"] == "hang_up" and e["reason"] == "silence" for e in record.events)
+
+
+async def test_collect_digits_tool_gets_the_pin_instead_of_the_model(start_gateway) -> None:
+    agent = RealtimeAgent(name="Bank", instructions="Ask for the PIN.", tools=[collect_digits])
+    script = [
+        Reply("Please enter your PIN, then press pound.", duration_ms=300),
+        ToolCall("collect_digits", {"count": 6, "terminator": "#", "timeout_s": 5}),
+        Reply("Thanks.", duration_ms=300),
+    ]
+    async with start_gateway(script, agent=agent) as (gateway, realtime):
+        caller = await place_call(gateway)
+        await caller.wait_heard(300)
+        conn = realtime.connections[0]
+        # Greeting, then the caller speaks (VAD turn), which makes the model call the tool.
+        caller.say(ulaw_tone(1000, 0.3))
+        (call,) = gateway_of(gateway).calls.values()
+        await conn.wait_until(lambda: call.control.collecting, timeout=10)
+        for digit in "1234#":
+            await caller.press(digit)
+        await conn.wait_until(lambda: conn.function_call_outputs, timeout=10)
+        await caller.hang_up()
+        record = await finished(gateway)
+    assert conn.function_call_outputs[0].output == "The caller entered 1234 (ended by terminator)."
+    assert conn.user_messages == []  # the keypresses did not go to the model as text
+    assert [e["collected"] for e in record.events if e["event"] == "dtmf"] == [True] * 5
