@@ -7,6 +7,10 @@ Routes (endpoints accept, check, wire and hand over; the logic lives in the core
   parameters and a per-call token.
 - ``WS /twilio/media``: the Media Streams WebSocket. Handshake signature checked (upgrade
   refused otherwise); then one ``Call`` runs until the call ends.
+- ``POST /twilio/status``, ``POST /twilio/amd``: Twilio's call-status and answering-machine
+  callbacks (signature checked), recorded with the call; the agent is told who answered.
+- ``POST /calls`` (bearer ``GATEWAY_API_KEY``): place an outbound call; ``GET /calls``: the
+  calls in progress on this instance.
 - ``GET /healthz``: liveness, with the number of active calls.
 """
 
@@ -14,8 +18,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hmac
+import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -29,6 +36,7 @@ from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
 from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord
 from gateway.security import TOKEN_PARAMETER, CallTokens, TwilioSignatures
 from gateway.settings import Settings
+from gateway.twilio.rest import TwilioRest, TwilioRestError
 
 log = logging.getLogger("gateway.app")
 
@@ -48,7 +56,12 @@ class Gateway:
         if agent is None:
             agent = load_agent_source(settings.agent) if settings.agent else default_agent(settings.instructions)
         self.agent = agent
+        self.rest = TwilioRest(settings.twilio_account_sid, settings.twilio_auth_token, base_url=settings.twilio_api_base_url)
         self.calls: dict[str, Call] = {}  # stream SID -> call in progress
+        #: Twilio status callbacks, by call SID (bounded): [{"status", "at", ...}].
+        self.statuses: collections.OrderedDict[str, list[dict[str, str]]] = collections.OrderedDict()
+        #: Answering-machine results that arrived before their stream started.
+        self._early_amd: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.calls_handled = 0
         #: Records of the most recent finished calls (refused streams included).
         self.finished: collections.deque[CallRecord] = collections.deque(maxlen=RECENT_CALLS)
@@ -114,7 +127,7 @@ class Gateway:
             await websocket.close(CLOSE_POLICY)  # before accept: the upgrade is refused (HTTP 403)
             return
         await websocket.accept()
-        call = Call(websocket, self.settings, self.tokens, self.agent, on_start=self._started)
+        call = Call(websocket, self.settings, self.tokens, self.agent, on_start=self._started, rest=self.rest)
         try:
             await call.run()
         finally:
@@ -124,6 +137,126 @@ class Gateway:
     def _started(self, call: Call) -> None:
         self.calls[call.record.stream_sid] = call
         self.calls_handled += 1
+        answered_by = self._early_amd.pop(call.call_sid, None)
+        if answered_by is not None:
+            call.answered_by(answered_by)
+
+    def _call_by_sid(self, call_sid: str) -> Call | None:
+        return next((c for c in self.calls.values() if c.call_sid == call_sid), None)
+
+    # --- POST /twilio/status, POST /twilio/amd ---------------------------------------------------
+
+    async def status_callback(self, request: Request) -> Response:
+        params = await self._signed_form(request)
+        if params is None:
+            return PlainTextResponse("invalid Twilio signature", status_code=403)
+        call_sid, status = params.get("CallSid", ""), params.get("CallStatus", "")
+        if not call_sid or not status:
+            return PlainTextResponse("missing CallSid or CallStatus", status_code=400)
+        entry = {"status": status, "at": str(round(time.time(), 3))}
+        if "CallDuration" in params:
+            entry["duration_s"] = params["CallDuration"]
+        self.statuses.setdefault(call_sid, []).append(entry)
+        self.statuses.move_to_end(call_sid)
+        while len(self.statuses) > RECENT_CALLS:
+            self.statuses.popitem(last=False)
+        call = self._call_by_sid(call_sid)
+        if call is not None:
+            call.record.note("twilio_status", status=status)
+        log.info("[call=%s] Twilio status: %s", call_sid, status)
+        return PlainTextResponse("", status_code=204)
+
+    async def amd_callback(self, request: Request) -> Response:
+        params = await self._signed_form(request)
+        if params is None:
+            return PlainTextResponse("invalid Twilio signature", status_code=403)
+        call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
+        if not call_sid or not answered_by:
+            return PlainTextResponse("missing CallSid or AnsweredBy", status_code=400)
+        log.info("[call=%s] answered by: %s", call_sid, answered_by)
+        call = self._call_by_sid(call_sid)
+        if call is not None:
+            call.answered_by(answered_by)
+        else:  # detection can finish before the stream's start reaches us
+            self._early_amd[call_sid] = answered_by
+            while len(self._early_amd) > RECENT_CALLS:
+                self._early_amd.popitem(last=False)
+        return PlainTextResponse("", status_code=204)
+
+    async def _signed_form(self, request: Request) -> dict[str, str] | None:
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return None
+        form = await request.form()
+        params = {key: str(value) for key, value in form.items()}
+        return params if self._webhook_signed(request, params) else None
+
+    # --- POST /calls, GET /calls ------------------------------------------------------------------
+
+    def _authorized(self, request: Request) -> bool:
+        key = self.settings.api_key
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return bool(key) and scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), key.encode())
+
+    async def place_call(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            to = body.get("to")
+            if not isinstance(to, str) or not to:
+                raise ValueError("'to' (the number to call) is required")
+            from_ = body.get("from") or self.settings.caller_id
+            if not from_:
+                raise ValueError("'from' is required (or set GATEWAY_CALLER_ID)")
+            agent = body.get("agent")
+            if agent is not None:
+                load_agent_source(agent)  # fail now, not when the callee answers
+            context = body.get("context") or {}
+            if not isinstance(context, dict) or not all(isinstance(v, str) for v in context.values()):
+                raise ValueError("'context' must be an object of strings")
+        except (ValueError, json.JSONDecodeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        ref = uuid.uuid4().hex
+        parameters = {"direction": "outbound", "ref": ref, "from": from_, "to": to}
+        if agent:
+            parameters["agent"] = agent
+        parameters.update({f"ctx.{key}": value for key, value in context.items()})
+        parameters[TOKEN_PARAMETER] = self.tokens.issue(ref, parameters, now=time.time(), ttl_s=self.settings.call_token_ttl_s)
+        twiml = self.stream_twiml(parameters)
+        options = {}
+        if self.settings.amd:
+            options = {"machine_detection": "DetectMessageEnd", "async_amd": True,
+                       "async_amd_status_callback": self.settings.public("/twilio/amd")}
+        try:
+            call_sid = await self.rest.create_call(
+                to=to, from_=from_, twiml=twiml,
+                status_callback=self.settings.public("/twilio/status"),
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                **options,
+            )
+        except (TwilioRestError, ValueError) as exc:
+            log.error("outbound call to %s failed: %s", to, exc)
+            return JSONResponse({"error": f"Twilio refused the call: {exc}"}, status_code=502)
+        log.info("[call=%s] outbound call to %s placed (ref %s)", call_sid, to, ref)
+        return JSONResponse({"call_sid": call_sid, "ref": ref, "to": to, "from": from_}, status_code=201)
+
+    async def list_calls(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        now = time.time()
+        calls = [
+            {
+                "call_sid": c.record.call_sid, "stream_sid": c.record.stream_sid, "from": c.record.from_,
+                "to": c.record.to, "agent": c.record.agent, "direction": c.record.direction,
+                "duration_s": round(now - c.record.started_at, 1),
+            }
+            for c in self.calls.values()
+        ]
+        return JSONResponse({"calls": calls})
 
     # --- GET /healthz ------------------------------------------------------------------------
 
@@ -141,11 +274,18 @@ def create_app(settings: Settings, *, agent: AgentSource | None = None) -> Starl
                 "!!! GATEWAY_INSECURE_SKIP_SIGNATURE is on: Twilio signatures are NOT checked. "
                 "Anyone who finds this URL can place calls on your model account. Local development only. !!!"
             )
-        yield
+        try:
+            yield
+        finally:
+            gateway.rest.close()
 
     app = Starlette(
         routes=[
             Route("/twilio/voice", gateway.voice_webhook, methods=["POST"]),
+            Route("/twilio/status", gateway.status_callback, methods=["POST"]),
+            Route("/twilio/amd", gateway.amd_callback, methods=["POST"]),
+            Route("/calls", gateway.place_call, methods=["POST"]),
+            Route("/calls", gateway.list_calls, methods=["GET"]),
             WebSocketRoute("/twilio/media", gateway.media_stream),
             Route("/healthz", gateway.healthz, methods=["GET"]),
         ],

@@ -62,6 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
     caller.add_argument("--listen", type=float, default=15.0, help="give up listening after this many seconds (default 15)")
     caller.add_argument("--heard", metavar="WAV", help="write what the caller heard to this WAV file")
     caller.set_defaults(handler=_caller)
+
+    call = commands.add_parser(
+        "call",
+        help="place an outbound call through a running gateway",
+        description="POST /calls on a running gateway (bearer GATEWAY_API_KEY): Twilio calls the "
+        "number, and when it answers the stream comes back to the gateway with the context.",
+    )
+    call.add_argument("to", help="number to call, E.164 (+15551234567)")
+    call.add_argument("--agent", help="package.module:attribute of the agent for this call")
+    call.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
+                      help="context the agent sees (CallInfo.context); repeatable")
+    call.add_argument("--from", dest="from_", help="caller ID (default GATEWAY_CALLER_ID)")
+    call.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's base URL")
+    call.set_defaults(handler=_call)
+
+    calls = commands.add_parser("calls", help="list the calls in progress on a running gateway (GET /calls)")
+    calls.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's base URL")
+    calls.set_defaults(handler=_calls)
+
+    twilio = commands.add_parser("twilio", help="Twilio account operations")
+    twilio_commands = twilio.add_subparsers(dest="twilio_command", metavar="COMMAND", required=True)
+    configure = twilio_commands.add_parser(
+        "configure-number",
+        help="point a Twilio number's voice webhook at this gateway",
+        description="Set the number's voice URL to PUBLIC_URL/twilio/voice (POST), printing what changed.",
+    )
+    configure.add_argument("number", help="the Twilio number, E.164")
+    configure.add_argument("--env-file", default=".env")
+    configure.set_defaults(handler=_configure_number)
     return parser
 
 
@@ -133,6 +162,108 @@ def _caller(args: argparse.Namespace) -> int:
             out.writeframes(ulaw_to_pcm16(caller.heard_timeline()))
         print(f"  wrote what the caller heard to {args.heard}")
     return 0 if caller.heard_ms > 0 and not caller.errors else 1
+
+
+def _api(method: str, url: str, payload: dict | None = None) -> tuple[int, dict]:
+    """A request to a running gateway's API, with GATEWAY_API_KEY (environment or .env)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    key = _setting("GATEWAY_API_KEY")
+    if not key:
+        raise SystemExit("gateway: GATEWAY_API_KEY is not set (environment or .env)")
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"gateway: cannot reach {url}: {exc.reason}") from exc
+
+
+def _setting(name: str, env_file: str = ".env") -> str | None:
+    from pathlib import Path
+
+    from gateway.settings import read_env_file
+
+    if os.environ.get(name):
+        return os.environ[name]
+    return read_env_file(Path(env_file)).get(name) if Path(env_file).is_file() else None
+
+
+def _call(args: argparse.Namespace) -> int:
+    context = {}
+    for item in args.context:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"gateway: --context expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        context[key] = value
+    payload = {"to": args.to, "context": context}
+    if args.agent:
+        payload["agent"] = args.agent
+    if args.from_:
+        payload["from"] = args.from_
+    status, body = _api("POST", args.url.rstrip("/") + "/calls", payload)
+    if status != 201:
+        print(f"gateway: call refused ({status}): {body.get('error', body)}", file=sys.stderr)
+        return 1
+    print(f"calling {body['to']} from {body['from']}: call {body['call_sid']}")
+    return 0
+
+
+def _calls(args: argparse.Namespace) -> int:
+    status, body = _api("GET", args.url.rstrip("/") + "/calls")
+    if status != 200:
+        print(f"gateway: {status}: {body.get('error', body)}", file=sys.stderr)
+        return 1
+    rows = body["calls"]
+    if not rows:
+        print("no calls in progress")
+        return 0
+    print(f"{'CALL SID':<36} {'DIR':<9} {'FROM':<16} {'TO':<16} {'AGENT':<20} {'DURATION':>8}")
+    for c in rows:
+        print(f"{c['call_sid']:<36} {c['direction']:<9} {c['from']:<16} {c['to']:<16} {c['agent']:<20} {c['duration_s']:>7.0f}s")
+    return 0
+
+
+def _configure_number(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.settings import Settings, SettingsError
+    from gateway.twilio.rest import TwilioRest, TwilioRestError
+
+    try:
+        settings = Settings.from_env(env_file=args.env_file)
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    rest = TwilioRest(settings.twilio_account_sid, settings.twilio_auth_token, base_url=settings.twilio_api_base_url)
+    voice_url = settings.public("/twilio/voice")
+
+    async def configure() -> int:
+        number = await rest.find_number(args.number)
+        if number is None:
+            print(f"gateway: {args.number} is not a number of account {settings.twilio_account_sid}", file=sys.stderr)
+            return 1
+        if (number.voice_url, (number.voice_method or "").upper()) == (voice_url, "POST"):
+            print(f"{args.number}: voice webhook already POST {voice_url}; nothing changed")
+            return 0
+        await rest.configure_number(number.sid, voice_url, "POST")
+        print(f"{args.number}: voice webhook {number.voice_method or '-'} {number.voice_url or '(none)'} -> POST {voice_url}")
+        return 0
+
+    try:
+        return asyncio.run(configure())
+    except TwilioRestError as exc:
+        print(f"gateway: Twilio refused: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        rest.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,11 @@ class CallInfo:
     to: str
     #: Every ``<Parameter>`` of the stream (our token included).
     parameters: Mapping[str, str]
+    @property
+    def context(self) -> dict[str, str]:
+        """Context given when the call was placed (``gateway call --context key=value``)."""
+        return {k[4:]: v for k, v in self.parameters.items() if k.startswith("ctx.")}
+
     #: The live call's ``CallControl`` (hang up, transfer, keypad); used by ``gateway.tools``.
     control: Any = dataclasses.field(default=None, compare=False, repr=False)
 

@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder
-from gateway.bridge.agents import AgentSource, CallInfo, agent_for_call
+from gateway.bridge.agents import AgentSource, CallInfo, agent_for_call, load_agent_source
 from gateway.bridge.control import CallControl
 from gateway.bridge.playback import Action, Playback, SendClear, SendMark, SendMedia
 from gateway.bridge.timing import SilenceAction, SilenceMonitor
@@ -85,6 +85,7 @@ class CallRecord:
     stream_sid: str = ""
     from_: str = ""
     to: str = ""
+    direction: str = "inbound"
     agent: str = ""
     started_at: float = dataclasses.field(default_factory=time.time)
     ended_at: float | None = None
@@ -212,6 +213,7 @@ class Call:
         self._timer_wake = asyncio.Event()
         self._agent_speaking = False
         self._connected_at = clock()
+        self._pending_notes: list[str] = []  # system notes for the model, sent once it is ready
 
     # --- Lifecycle -----------------------------------------------------------------------
 
@@ -331,8 +333,12 @@ class Call:
             return None
         params = dict(message.custom_parameters)
         self.log = CallLog(log, {"call_sid": message.call_sid, "stream_sid": message.stream_sid})
+        # Inbound tokens are bound to the call SID; outbound TwiML is written before Twilio
+        # assigns one, so those are bound to our own call reference (itself signed).
+        outbound = params.get("direction") == "outbound"
+        subject = params.get("ref", "") if outbound else message.call_sid
         try:
-            self.tokens.verify(params.get(TOKEN_PARAMETER), message.call_sid, params, now=time.time())
+            self.tokens.verify(params.get(TOKEN_PARAMETER), subject, params, now=time.time())
         except InvalidCallToken as exc:
             self.log.warning("stream refused before any model connection: %s", exc)
             self._end(EndReason.REFUSED)
@@ -348,6 +354,9 @@ class Call:
         )
         self.record.call_sid, self.record.stream_sid = message.call_sid, message.stream_sid
         self.record.from_, self.record.to = self.info.from_, self.info.to
+        self.record.direction = "outbound" if outbound else "inbound"
+        if "agent" in params:  # an outbound call placed with its own agent (signed parameter)
+            self.agent_source = load_agent_source(params["agent"])
         self.log.info("call started: from %s to %s", self.info.from_ or "?", self.info.to or "?")
         if self._on_start is not None:
             self._on_start(self)
@@ -468,6 +477,19 @@ class Call:
         self._end(EndReason.AGENT_HUNG_UP)
         self.log.info("hanging up (%s)", reason)
 
+    def answered_by(self, answered_by: str) -> None:
+        """Twilio's answering-machine detection result (outbound calls): tell the agent."""
+        self.record.note("answered_by", answered_by=answered_by)
+        if answered_by == "human":
+            text = "A person answered the phone."
+        elif answered_by.startswith("machine") or answered_by == "fax":
+            text = ("An answering machine answered, not a person. Leave a brief message now, "
+                    "then end the call with hang_up.")
+        else:
+            text = "It is not known whether a person or a machine answered."
+        self._pending_notes.append(f"(Call status: {text})")
+        self._timer_wake.set()
+
     def mark_transferred(self) -> None:
         self._end(EndReason.TRANSFERRED)
 
@@ -493,6 +515,8 @@ class Call:
                 pass
             now = self.clock()
             control.tick(now)
+            while self._pending_notes and self._ready:
+                await self.session.send_message(self._pending_notes.pop(0))
             if control.ending is not None:
                 return
             if max_deadline is not None and now >= max_deadline:
