@@ -17,3 +17,8 @@ __all__ = [
     "Script",
     "ToolCall",
 ]
+
+# The local fake of Twilio's REST API and call behaviour (see gateway.testing.twilio_api).
+from gateway.testing.twilio_api import FakeCall, FakeTwilio  # noqa: E402
+
+__all__ += ["FakeCall", "FakeTwilio"]
