@@ -183,7 +183,7 @@ class CallControl:
         self.call.mark_transferred()
         log.info("%s transferring to %s", self.call.log_prefix, dial)
         if self.rest is None or not await self._rest("redirect", self.call.call_sid, str(response)):
-            await self.call.end_stream()
+            await self.call.end_stream()  # no live call to redirect: at least end the stream
         return f"Transferring the caller to {target}."
 
     async def collect_digits(self, count: int | None, terminator: str | None, timeout_s: float) -> DigitsResult:
@@ -207,7 +207,8 @@ class CallControl:
             await self.call.end_stream()
 
     async def _rest(self, method: str, *args: str) -> bool:
-        """Call Twilio REST; True if it took. 20404 (call already gone) counts as done."""
+        """Call Twilio REST; True if it took effect on a live call. A call already gone (20404)
+        is not an error, but there is then no Twilio to close the stream: False."""
         from gateway.twilio.rest import TwilioRestError
 
         try:
@@ -220,4 +221,4 @@ class CallControl:
             return False
         if not done:
             log.info("%s Twilio says the call is already gone (20404)", self.call.log_prefix)
-        return True
+        return bool(done)

@@ -62,3 +62,25 @@ def ulaw_tone(freq: float, seconds: float, amplitude: float = 12000.0) -> bytes:
     from gateway.audio.measure import to_pcm16, tone
 
     return pcm16_to_ulaw(to_pcm16(tone(freq, 8000, seconds, amplitude)))
+
+
+API_KEY = "test-api-key"
+
+
+@pytest.fixture
+def start_phone_system():
+    """``async with start_phone_system(script, **settings) as (gateway, realtime, twilio):``: the
+    gateway, the local Realtime server and a fake Twilio (REST API and call behaviour) sharing
+    one account; the gateway's REST client is aimed at the fake."""
+    from gateway.testing.twilio_api import FakeTwilio
+
+    @contextlib.asynccontextmanager
+    async def start(script=(), *, agent=None, realtime_options=None, twilio_options=None, **overrides: str):
+        async with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, **(twilio_options or {})) as twilio:
+            async with RealtimeServer(list(script), **(realtime_options or {})) as realtime:
+                settings = {"TWILIO_API_BASE_URL": twilio.base_url, "GATEWAY_API_KEY": API_KEY, **overrides}
+                make = lambda url: create_app(gateway_settings(url, realtime.url, **settings), agent=agent)  # noqa: E731
+                async with GatewayServer(make) as gateway:
+                    yield gateway, realtime, twilio
+
+    return start
