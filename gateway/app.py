@@ -33,7 +33,7 @@ from starlette.websockets import WebSocket
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
-from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord
+from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord, DigitHandler
 from gateway.security import TOKEN_PARAMETER, CallTokens, TwilioSignatures
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest, TwilioRestError
@@ -49,8 +49,9 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 class Gateway:
     """Per-application state: settings, checkers, the agent, the calls in progress."""
 
-    def __init__(self, settings: Settings, agent: AgentSource | None = None) -> None:
+    def __init__(self, settings: Settings, agent: AgentSource | None = None, on_digit: DigitHandler | None = None) -> None:
         self.settings = settings
+        self.on_digit = on_digit
         self.signatures = TwilioSignatures(settings.twilio_auth_token)
         self.tokens = CallTokens.derived_from(settings.twilio_auth_token, settings.call_token_secret)
         if agent is None:
@@ -127,7 +128,7 @@ class Gateway:
             await websocket.close(CLOSE_POLICY)  # before accept: the upgrade is refused (HTTP 403)
             return
         await websocket.accept()
-        call = Call(websocket, self.settings, self.tokens, self.agent, on_start=self._started, rest=self.rest)
+        call = Call(websocket, self.settings, self.tokens, self.agent, on_start=self._started, rest=self.rest, on_digit=self.on_digit)
         try:
             await call.run()
         finally:
@@ -264,8 +265,12 @@ class Gateway:
         return JSONResponse({"status": "ok", "active_calls": len(self.calls)})
 
 
-def create_app(settings: Settings, *, agent: AgentSource | None = None) -> Starlette:
-    gateway = Gateway(settings, agent)
+def create_app(
+    settings: Settings, *, agent: AgentSource | None = None, on_digit: DigitHandler | None = None
+) -> Starlette:
+    """The gateway. ``agent`` overrides ``GATEWAY_AGENT``; ``on_digit`` handles keypresses in
+    code (menus, shortcuts) before the model hears of them."""
+    gateway = Gateway(settings, agent, on_digit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

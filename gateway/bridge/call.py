@@ -19,6 +19,7 @@ import asyncio
 import collections
 import dataclasses
 import enum
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
     from gateway.twilio.rest import TwilioRest
 
 log = logging.getLogger("gateway.call")
+
+#: An application's keypress handler: ``(call, digit) -> True`` if it handled the digit (then
+#: the model does not hear of it); may be async. ``call.control`` can hang up, transfer, etc.
+DigitHandler = Callable[[CallInfo, str], "bool | Awaitable[bool]"]
 
 #: What the agent is asked to say when the caller is silent, and when the call must end.
 CHECK_IN_REQUEST = "The caller has said nothing for a while. Briefly ask whether they are still there."
@@ -185,6 +190,7 @@ class Call:
         *,
         on_start: Callable[[Call], None] | None = None,
         rest: TwilioRest | None = None,
+        on_digit: DigitHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.websocket = websocket
@@ -209,6 +215,7 @@ class Call:
         self._end_reason: EndReason | None = None
         self._model_exception: str | None = None
         self.control = CallControl(self, rest, clock)
+        self._on_digit = on_digit
         self.silence: SilenceMonitor | None = None
         self._timer_wake = asyncio.Event()
         self._agent_speaking = False
@@ -432,6 +439,12 @@ class Call:
 
     async def _digit(self, digit: str) -> None:
         consumed = self.control.digit(digit)
+        if not consumed and self._on_digit is not None:
+            try:
+                handled = self._on_digit(self.info, digit)
+                consumed = bool(await handled if inspect.isawaitable(handled) else handled)
+            except Exception:  # the application's bug must not end the call
+                self.log.exception("digit handler failed on %s", digit)
         self.log.info("caller pressed %s%s", digit, " (collected)" if consumed else "")
         self.record.note("dtmf", digit=digit, collected=consumed)
         if consumed:

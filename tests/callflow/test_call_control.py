@@ -75,3 +75,22 @@ async def test_collect_digits_tool_gets_the_pin_instead_of_the_model(start_gatew
     assert conn.function_call_outputs[0].output == "The caller entered 1234 (ended by terminator)."
     assert conn.user_messages == []  # the keypresses did not go to the model as text
     assert [e["collected"] for e in record.events if e["event"] == "dtmf"] == [True] * 5
+
+
+async def test_an_application_digit_handler_takes_keypresses_in_code(start_gateway) -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def menu(call, digit: str) -> bool:
+        seen.append((call.call_sid, digit))
+        return digit == "0"  # "0" is ours (say, operator); the model hears of the others
+
+    async with start_gateway([Reply("Hi.", duration_ms=300)], on_digit=menu) as (gateway, realtime):
+        caller = await place_call(gateway, speed=4)
+        await caller.wait_heard(300)
+        await caller.press("0")
+        await caller.press("7")
+        conn = realtime.connections[0]
+        await conn.wait_until(lambda: conn.user_messages, timeout=5)
+        await caller.hang_up()
+    assert seen == [(caller.call_sid, "0"), (caller.call_sid, "7")]
+    assert [m.text for m in conn.user_messages] == ["The caller pressed the 7 key on their phone."]

@@ -107,3 +107,20 @@ async def test_healthz(start_gateway) -> None:
             response = await client.get(gateway.url + "/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "active_calls": 0}
+
+
+@pytest.mark.parametrize("path", ["/twilio/status", "/twilio/amd"])
+async def test_status_and_amd_callbacks_need_a_valid_signature(start_gateway, path) -> None:
+    form = {"CallSid": FORM["CallSid"], "AccountSid": ACCOUNT_SID, "CallStatus": "ringing", "AnsweredBy": "human"}
+    async with start_gateway() as (gateway, _):
+        url = gateway.url + path
+        async with httpx.AsyncClient() as client:
+            unsigned = await client.post(url, data=form)
+            forged = await client.post(url, data={**form, "CallStatus": "completed"},
+                                       headers={"X-Twilio-Signature": TwilioSignatures(AUTH_TOKEN).sign(url, form)})
+            signed = await client.post(url, data=form, headers={"X-Twilio-Signature": TwilioSignatures(AUTH_TOKEN).sign(url, form)})
+        statuses = gateway.app.state.gateway.statuses
+    assert unsigned.status_code == 403 and forged.status_code == 403
+    assert signed.status_code == 204
+    if path == "/twilio/status":
+        assert [s["status"] for s in statuses[FORM["CallSid"]]] == ["ringing"]
