@@ -25,7 +25,6 @@ Design (numbers measured by ``tests/audio/test_resample.py`` and ``bench/audio.p
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 TELEPHONE_RATE = 8000
 SUPPORTED_RATES = (16000, 24000)

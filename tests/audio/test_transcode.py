@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder, pcm16_to_ulaw

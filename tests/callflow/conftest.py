@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -84,3 +86,18 @@ def start_phone_system():
                     yield gateway, realtime, twilio
 
     return start
+
+
+def gateway_of(server: GatewayServer):
+    """The running app's ``Gateway`` (calls in progress, finished records, statuses)."""
+    return server.app.state.gateway
+
+
+async def finished(server: GatewayServer, count: int = 1, timeout: float = 10.0):
+    """Wait until ``count`` calls have finished; the latest ``CallRecord``."""
+    deadline = time.monotonic() + timeout
+    while len(gateway_of(server).finished) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} call(s) did not finish within {timeout} s")
+        await asyncio.sleep(0.01)
+    return gateway_of(server).finished[-1]

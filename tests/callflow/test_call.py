@@ -12,7 +12,7 @@ from gateway.bridge.call import EndReason
 from gateway.settings import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS
 from gateway.testing.realtime_server import Reply
 
-from .conftest import place_call, ulaw_tone
+from .conftest import gateway_of, place_call, ulaw_tone
 
 MODES = ["pcm16", "g711_ulaw"]
 
@@ -20,9 +20,6 @@ MODES = ["pcm16", "g711_ulaw"]
 def heard_pcm(caller) -> np.ndarray:
     return from_pcm16(ulaw_to_pcm16(caller.heard_audio()))
 
-
-def gateway_of(server):
-    return server.app.state.gateway
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -65,7 +62,7 @@ async def test_caller_tone_reaches_the_model_as_the_same_tone(start_gateway, mod
     async with start_gateway([], GATEWAY_AUDIO_MODE=mode, GATEWAY_GREETING="") as (gateway, realtime):
         caller = await place_call(gateway, speed=4)
         caller.pause(200)
-        said = caller.say(ulaw_tone(1000, 1.0, 8000))
+        caller.say(ulaw_tone(1000, 1.0, 8000))
         await caller.wait_said(timeout=10)
         conn = await realtime.wait_for_connection()
         expected_frames = caller.frames_sent

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import pytest
 from agents.realtime import RealtimeAgent
@@ -12,19 +10,10 @@ from gateway.bridge.call import CHECK_IN_REQUEST, EndReason
 from gateway.testing.realtime_server import Reply, ToolCall
 from gateway.tools import collect_digits
 
-from .conftest import place_call, ulaw_tone
+from .conftest import finished, gateway_of, place_call, ulaw_tone
 
 
-def gateway_of(server):
-    return server.app.state.gateway
 
-
-async def finished(gateway, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not gateway_of(gateway).finished:
-        assert time.monotonic() < deadline, "the call did not finish"
-        await asyncio.sleep(0.01)
-    return gateway_of(gateway).finished[-1]
 
 
 async def test_a_silent_caller_is_checked_on_then_the_call_ends_politely(start_gateway) -> None:

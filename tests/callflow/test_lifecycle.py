@@ -13,19 +13,10 @@ from gateway.bridge.call import CLOSE_INTERNAL, CLOSE_POLICY, EndReason
 from gateway.security import CallTokens
 from gateway.testing.realtime_server import Reply
 
-from .conftest import AUTH_TOKEN, place_call, ulaw_tone
+from .conftest import AUTH_TOKEN, finished, gateway_of, place_call, ulaw_tone
 
 
-def gateway_of(server):
-    return server.app.state.gateway
 
-
-async def wait_finished(gateway, count: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(gateway_of(gateway).finished) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{count} calls did not finish")
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("tamper", ["forged", "missing", "other-call", "expired"])
@@ -46,7 +37,7 @@ async def test_stream_without_a_valid_token_is_ended_before_any_model_connection
         caller.parameters = params
         await caller.connect()
         await caller.wait_closed(timeout=5)
-        await wait_finished(gateway, 1)
+        await finished(gateway)
     assert caller.closed_by == "gateway" and caller.close_code == CLOSE_POLICY
     assert realtime.connections == []  # no model minutes burnt
     assert gateway_of(gateway).finished[-1].end_reason is EndReason.REFUSED
@@ -63,7 +54,7 @@ async def test_two_concurrent_calls_are_isolated(start_gateway) -> None:
         await first.wait_for_message("clear", timeout=5)
         await second.wait_heard(3000, timeout=10)
         await asyncio.gather(first.hang_up(), second.hang_up())
-        await wait_finished(gateway, 2)
+        await finished(gateway, 2)
     assert first.clears and not second.clears
     assert second.heard_ms == pytest.approx(3000, abs=0.2)
     # Each model connection heard its own caller: the talker's tone reached one of them only.
@@ -81,7 +72,7 @@ async def test_stop_ends_the_call_and_closes_the_model_session(start_gateway) ->
         conn = realtime.connections[0]
         assert len(gateway_of(gateway).calls) == 1
         await caller.hang_up()
-        await wait_finished(gateway, 1)
+        await finished(gateway)
         await conn.wait_until(lambda: conn.closed, timeout=5)
     assert gateway_of(gateway).calls == {}
     assert gateway_of(gateway).finished[-1].end_reason is EndReason.CALLER_HUNG_UP
@@ -97,7 +88,7 @@ async def test_the_model_ending_the_session_ends_the_call_cleanly(start_gateway,
         await caller.wait_heard(300)
         await realtime.connections[0].close(code)
         await caller.wait_closed(timeout=5)
-        await wait_finished(gateway, 1)
+        await finished(gateway)
     assert caller.closed_by == "gateway" and caller.close_code == close_code
     assert gateway_of(gateway).finished[-1].end_reason is reason
     assert gateway_of(gateway).calls == {}
@@ -115,12 +106,12 @@ async def test_fifty_calls_in_a_row_leak_nothing(start_gateway) -> None:
             await caller.hang_up()
 
         await one_call()  # warm-up: imports, lazily created pools
-        await wait_finished(gateway, 1)
+        await finished(gateway)
         gc.collect()
         tasks_before, fds_before = len(asyncio.all_tasks()), open_fds()
         for _ in range(50):
             await one_call()
-        await wait_finished(gateway, 51)
+        await finished(gateway, 51)
         await realtime.connections[-1].wait_until(lambda: all(c.closed for c in realtime.connections), timeout=5)
         gc.collect()
         await asyncio.sleep(0)  # let finished tasks be collected

@@ -3,8 +3,6 @@ handoffs, keypresses."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import pytest
 from agents import GuardrailFunctionOutput, function_tool, output_guardrail
@@ -12,19 +10,10 @@ from agents.realtime import RealtimeAgent, realtime_handoff
 
 from gateway.testing.realtime_server import Reply, ToolCall
 
-from .conftest import place_call
+from .conftest import finished, place_call
 
 
-def gateway_of(server):
-    return server.app.state.gateway
 
-
-async def finished(gateway, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while not gateway_of(gateway).finished:
-        assert time.monotonic() < deadline, "the call did not finish"
-        await asyncio.sleep(0.01)
-    return gateway_of(gateway).finished[-1]
 
 
 def refund_agent(calls: list[int]) -> RealtimeAgent:

@@ -3,8 +3,6 @@ it): hang-up only after the goodbye was heard, transfers, outbound calls, AMD, t
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import httpx
 import pytest
@@ -15,19 +13,10 @@ from gateway.bridge.call import EndReason
 from gateway.testing.realtime_server import Reply, ToolCall
 from gateway.tools import hang_up, transfer_call
 
-from .conftest import API_KEY, place_call, ulaw_tone
+from .conftest import API_KEY, finished, gateway_of, place_call, ulaw_tone
 
 
-def gateway_of(server):
-    return server.app.state.gateway
 
-
-async def finished(gateway, count: int = 1, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while len(gateway_of(gateway).finished) < count:
-        assert time.monotonic() < deadline, "the call did not finish"
-        await asyncio.sleep(0.01)
-    return gateway_of(gateway).finished[-1]
 
 
 AGENT = RealtimeAgent(name="Desk", instructions="Help, transfer or hang up.", tools=[hang_up, transfer_call])

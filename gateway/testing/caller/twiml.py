@@ -81,15 +81,21 @@ class StreamInstructions:
         return problems
 
 
-def parse_stream_twiml(twiml: str | bytes) -> StreamInstructions:
-    """The bidirectional stream in a TwiML ``<Response>``: ``<Connect><Stream url>`` and its
-    ``<Parameter name value/>`` children. Raises ``TwimlError`` saying what is missing."""
+def parse_response(twiml: str | bytes) -> ET.Element:
+    """The ``<Response>`` element of a TwiML document, or ``TwimlError`` saying what is wrong."""
     try:
         root = ET.fromstring(twiml)
     except ET.ParseError as error:
         raise TwimlError(f"TwiML is not well-formed XML: {error}") from None
     if root.tag != "Response":
         raise TwimlError(f"TwiML root element is <{root.tag}>, expected <Response>")
+    return root
+
+
+def parse_stream_twiml(twiml: str | bytes) -> StreamInstructions:
+    """The bidirectional stream in a TwiML ``<Response>``: ``<Connect><Stream url>`` and its
+    ``<Parameter name value/>`` children. Raises ``TwimlError`` saying what is missing."""
+    root = parse_response(twiml)
     stream = root.find("./Connect/Stream")
     if stream is None:
         found = " ".join(f"<{child.tag}>" for child in root) or "nothing"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from gateway.testing.caller.twiml import StreamInstructions, TwimlError, parse_stream_twiml
+from gateway.testing.caller.twiml import StreamInstructions, parse_response, parse_stream_twiml
 
 __all__ = ["Verb", "parse_verbs"]
 
@@ -37,13 +37,7 @@ class Verb:
 def parse_verbs(twiml: str) -> list[Verb]:
     """The verbs of a TwiML document, in order. Raises ``TwimlError`` for what Twilio could
     not parse (error 12100, "Document parse failure")."""
-    try:
-        root = ET.fromstring(twiml)
-    except ET.ParseError as error:
-        raise TwimlError(f"TwiML is not well-formed XML: {error}") from None
-    if root.tag != "Response":
-        raise TwimlError(f"TwiML root element is <{root.tag}>, expected <Response>")
-    return [_verb(element) for element in root]
+    return [_verb(element) for element in parse_response(twiml)]
 
 
 def _verb(element: ET.Element) -> Verb:
