@@ -83,3 +83,19 @@ async def test_an_application_digit_handler_takes_keypresses_in_code(start_gatew
         await caller.hang_up()
     assert seen == [(caller.call_sid, "0"), (caller.call_sid, "7")]
     assert [m.text for m in conn.user_messages] == ["The caller pressed the 7 key on their phone."]
+
+
+async def test_the_maximum_call_duration_ends_the_call_politely(start_gateway) -> None:
+    script = [Reply("Hello, how can I help?", duration_ms=300), Reply("Goodbye.", duration_ms=400, tone_hz=660)]
+    settings = {"GATEWAY_MAX_CALL_S": "2", "GATEWAY_SILENCE_CHECK_IN_S": "0", "GATEWAY_SILENCE_GIVE_UP_S": "0"}
+    async with start_gateway(script, **settings) as (gateway, realtime):
+        caller = await place_call(gateway)
+        await caller.wait_closed(timeout=10)
+        record = await finished(gateway)
+    requests = [e.data["response"]["instructions"] for e in realtime.connections[0].received_of("response.create")]
+    assert "maximum length" in requests[-1]
+    goodbye = caller.heard_segments()[-1]
+    assert len(goodbye.audio) == 400 * 8  # heard in full
+    assert goodbye.start >= 2.0 - 0.1  # not before the limit (caller clock starts at stream start)
+    assert caller.closed_by == "gateway" and caller.closed_at >= goodbye.end
+    assert any(e["event"] == "hang_up" and e["reason"] == "maximum duration" for e in record.events)
