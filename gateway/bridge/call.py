@@ -229,7 +229,12 @@ class Call:
             start = await self._await_start()
             if start is None:
                 return self.record
-            agent = self.agent = await agent_for_call(self.agent_source, self.info)
+            try:
+                agent = self.agent = await agent_for_call(self.agent_source, self.info)
+            except Exception:  # the application's factory failed: end this call, say why
+                self.log.exception("ending call: the agent factory failed")
+                self._end(EndReason.INTERNAL_ERROR)
+                return self.record
             self.record.agent = agent.name
             runner = RealtimeRunner(agent, config=RealtimeRunConfig(async_tool_calls=True))
             session = await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
@@ -363,7 +368,12 @@ class Call:
         self.record.from_, self.record.to = self.info.from_, self.info.to
         self.record.direction = "outbound" if outbound else "inbound"
         if "agent" in params:  # an outbound call placed with its own agent (signed parameter)
-            self.agent_source = load_agent_source(params["agent"])
+            try:
+                self.agent_source = load_agent_source(params["agent"])
+            except ValueError as exc:  # checked when placed; the deployment changed since
+                self.log.error("ending call: %s", exc)
+                self._end(EndReason.INTERNAL_ERROR)
+                return None
         self.log.info("call started: from %s to %s", self.info.from_ or "?", self.info.to or "?")
         if self._on_start is not None:
             self._on_start(self)

@@ -119,3 +119,16 @@ async def test_fifty_calls_in_a_row_leak_nothing(start_gateway) -> None:
     assert tasks_after == tasks_before, (tasks_before, tasks_after)
     assert fds_after <= fds_before, (fds_before, fds_after)
     assert all(r.end_reason is EndReason.CALLER_HUNG_UP for r in gateway_of(gateway).finished)
+
+
+async def test_a_failing_agent_factory_ends_only_that_call(start_gateway, caplog) -> None:
+    def broken(info):
+        raise RuntimeError("database down")
+
+    async with start_gateway([Reply("hi")], agent=broken) as (gateway, realtime):
+        caller = await place_call(gateway, speed=4)
+        await caller.wait_closed(timeout=5)
+        record = await finished(gateway)
+    assert record.end_reason is EndReason.INTERNAL_ERROR and realtime.connections == []
+    assert any("agent factory failed" in r.getMessage() and r.exc_info for r in caplog.records)
+    assert caller.closed_by == "gateway"
