@@ -85,6 +85,9 @@ class Settings:
     silence_give_up_s: float = 10.0
     #: Hard limit on a call's length; the agent says goodbye and hangs up (0: none).
     max_call_s: int = 3600
+    #: Move a call to a fresh model session this often, carrying the conversation, before the
+    #: Realtime API's session lifetime limit (30 min documented in the beta, 60 in GA) (0: never).
+    session_rollover_s: int = 1680
     #: Bearer token for the gateway's own API (POST/GET /calls). None: the API is off.
     api_key: str | None = dataclasses.field(default=None, repr=False)
     #: The number outbound calls come from (a Twilio number of the account).
@@ -171,6 +174,7 @@ class Settings:
             silence_check_in_s=reader.integer("GATEWAY_SILENCE_CHECK_IN_S", 10, 0, 3600),
             silence_give_up_s=reader.integer("GATEWAY_SILENCE_GIVE_UP_S", 10, 0, 3600),
             max_call_s=reader.integer("GATEWAY_MAX_CALL_S", cls.max_call_s, 0, 86400),
+            session_rollover_s=reader.integer("GATEWAY_SESSION_ROLLOVER_S", cls.session_rollover_s, 0, 86400),
             api_key=reader.optional("GATEWAY_API_KEY"),
             caller_id=reader.optional("GATEWAY_CALLER_ID"),
             amd=reader.boolean("GATEWAY_AMD", False),

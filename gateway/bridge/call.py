@@ -56,6 +56,9 @@ log = logging.getLogger("gateway.call")
 DigitHandler = Callable[[CallInfo, str], "bool | Awaitable[bool]"]
 
 #: What the agent is asked to say when the caller is silent, and when the call must end.
+#: Session rollover: how long to wait for a pause, and when to try again if there was none.
+ROLLOVER_QUIET_WAIT_S = 20.0
+ROLLOVER_RETRY_S = 5.0
 CHECK_IN_REQUEST = "The caller has said nothing for a while. Briefly ask whether they are still there."
 GOODBYE_REQUEST = "Say a brief, polite goodbye now: {why} The call ends after your goodbye."
 
@@ -107,6 +110,7 @@ class CallRecord:
     buffered_dropped: int = 0  # caller frames dropped from a full pre-connect buffer
     stale_echoes: int = 0  # mark echoes after a clear (cleared, not played)
     dropped_audio_bytes: int = 0  # model audio of interrupted items, never sent
+    rollovers: int = 0  # moves to a fresh model session (session lifetime limit)
 
     def note(self, kind: str, **fields: Any) -> None:
         self.events.append({"t": round(time.time() - self.started_at, 3), "event": kind, **fields})
@@ -208,6 +212,7 @@ class Call:
         self.tracker = PlaybackTracker(self.playback, clock)
         self.session: RealtimeSession | None = None
         self.agent: RealtimeAgent | None = None  # the starting agent
+        self.current_agent: RealtimeAgent | None = None  # after handoffs
         self._on_start = on_start
         self._ready = False  # model connected and pre-connect audio flushed
         self._buffer: collections.deque[bytes] = collections.deque()
@@ -230,7 +235,7 @@ class Call:
             if start is None:
                 return self.record
             try:
-                agent = self.agent = await agent_for_call(self.agent_source, self.info)
+                agent = self.agent = self.current_agent = await agent_for_call(self.agent_source, self.info)
             except Exception:  # the application's factory failed: end this call, say why
                 self.log.exception("ending call: the agent factory failed")
                 self._end(EndReason.INTERNAL_ERROR)
@@ -291,8 +296,10 @@ class Call:
                         self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
                         self._end(EndReason.INTERNAL_ERROR)
         finally:
-            self.session = None
+            current, self.session = self.session, None
             await session.close()
+            if current is not None and current is not session:
+                await current.close()
 
     def _end(self, reason: EndReason) -> None:
         if self._end_reason is None:
@@ -420,7 +427,13 @@ class Call:
         self.record.frames_in += 1
         audio = self.inbound.convert(payload)
         if self._ready:
-            await self.session.send_audio(audio)
+            session = self.session
+            try:
+                await session.send_audio(audio)
+            except ConnectionClosed:
+                if session is self.session:
+                    raise
+                # In flight to a session just rolled over and closed: one 20 ms frame lost.
             return
         if len(self._buffer) >= self._buffer_limit:
             self._buffer.popleft()
@@ -526,9 +539,11 @@ class Call:
         if settings.silence_check_in_s or settings.silence_give_up_s:
             self.silence = SilenceMonitor(settings.silence_check_in_s, settings.silence_give_up_s, self.clock())
         max_deadline = self._connected_at + settings.max_call_s if settings.max_call_s else None
+        rollover_at = self._connected_at + settings.session_rollover_s if settings.session_rollover_s else None
         while True:
             deadlines = [d for d in (
                 self.silence.deadline() if self.silence else None, control.collection_deadline(), max_deadline,
+                rollover_at,
             ) if d is not None]
             self._timer_wake.clear()
             timeout = max(0.0, min(deadlines) - self.clock()) if deadlines else None
@@ -546,6 +561,12 @@ class Call:
                 self.log.info("maximum call duration (%d s) reached", settings.max_call_s)
                 await self._goodbye("This call has reached its maximum length.", reason="maximum duration")
                 return
+            if rollover_at is not None and now >= rollover_at:
+                if await self._rollover():
+                    rollover_at = self.clock() + settings.session_rollover_s
+                else:
+                    rollover_at = self.clock() + ROLLOVER_RETRY_S
+                continue
             action = self.silence.due(now) if self.silence else None
             if action is SilenceAction.CHECK_IN:
                 self.log.info("caller silent: checking in")
@@ -555,6 +576,58 @@ class Call:
                 self.log.info("caller still silent: ending the call")
                 await self._goodbye("The caller has been silent for too long.", reason="silence")
                 return
+
+    async def _rollover(self) -> bool:
+        """Move the call to a fresh model session before the current one hits the Realtime
+        API's session lifetime limit, carrying the conversation so far.
+
+        Done at a quiet moment (no response in progress, nothing unheard, the caller not
+        speaking); the caller's audio keeps flowing (to the old session until the swap) and
+        hears no more than the new session's connection time as a pause, if anything.
+        """
+        control = self.control
+        quiet = await control._wait(
+            lambda: control._quiet() and not (self.silence and self.silence.caller_speaking), ROLLOVER_QUIET_WAIT_S
+        )
+        if not quiet or control.ending is not None:
+            self.log.info("session rollover postponed: the conversation is not at a pause")
+            return False
+        started = self.clock()
+        old = self.session
+        runner = RealtimeRunner(self.current_agent, config=RealtimeRunConfig(async_tool_calls=True))
+        new = await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
+        try:
+            await new.__aenter__()
+            for item in self._history_items():
+                await new.model.send_event(RealtimeModelSendRawMessage(
+                    message={"type": "conversation.item.create", "other_data": {"item": item}}))
+        except Exception as exc:
+            self.log.error("session rollover failed, staying on the current session: %s: %s", type(exc).__name__, exc)
+            await new.close()
+            return False
+        self.session = new  # caller audio now goes to the new session
+        # Nothing is playing (a pause): forget the old session's items, so that a barge-in on
+        # the new session can never truncate an item the new session does not have.
+        self.playback.interrupt()
+        await old.close()  # the reader task moves on to the new session
+        self.record.rollovers += 1
+        self.note_control("session_rollover", seconds=round(self.clock() - started, 3))
+        self.log.info("rolled over to a new model session in %.0f ms", 1000 * (self.clock() - started))
+        return True
+
+    def _history_items(self) -> list[dict[str, Any]]:
+        """The conversation so far as conversation.item.create items (text: the model's
+        audio replies are carried by their transcripts). Assistant text goes as ``output_text``
+        content, the GA type for text an assistant said; whether the live API accepts it in an
+        audio session is not observable here (openai/types/realtime, assistant message param)."""
+        items = []
+        for entry in self.record.transcript:
+            text, role = entry.get("text"), entry.get("role")
+            if entry.get("type") != "message" or not text or role not in ("user", "assistant"):
+                continue
+            kind = "input_text" if role == "user" else "output_text"
+            items.append({"type": "message", "role": role, "content": [{"type": kind, "text": text}]})
+        return items
 
     async def _goodbye(self, why: str, *, reason: str) -> None:
         before = self.control.responses_started
@@ -583,15 +656,20 @@ class Call:
     async def _read_session(self) -> None:
         try:
             debug = self.log.isEnabledFor(logging.DEBUG)
-            async for event in self.session:
-                self.record.counts[event.type] += 1
-                if debug:  # every event, with the call SID; INFO lines come from the handlers
-                    self.log.debug("session event %s", event.type)
-                handler = HANDLERS.get(event.type)
-                if handler is None:
-                    self.log.warning("unhandled session event %r", event.type)
-                    continue
-                await handler(self, event)
+            while True:
+                session = self.session
+                async for event in session:
+                    self.record.counts[event.type] += 1
+                    if debug:  # every event, with the call SID; INFO lines come from the handlers
+                        self.log.debug("session event %s", event.type)
+                    handler = HANDLERS.get(event.type)
+                    if handler is None:
+                        self.log.warning("unhandled session event %r", event.type)
+                        continue
+                    await handler(self, event)
+                if self.session is session:
+                    break
+                # Rolled over to a new session (the old one was closed): read the new one.
             if self._model_exception is not None:
                 # The SDK's iterator checks "closing and queue empty" before its stored
                 # exception (agents/realtime/session.py, __aiter__), so a failed transport can
@@ -671,6 +749,7 @@ class Call:
         # The SDK sends the new agent's instructions and tools in a session.update built on our
         # base settings, so voice and audio formats stay as they were.
         self.record.agent = event.to_agent.name
+        self.current_agent = event.to_agent
         self.log.info("handoff: %s -> %s", event.from_agent.name, event.to_agent.name)
         self.record.note("handoff", from_agent=event.from_agent.name, to_agent=event.to_agent.name)
 

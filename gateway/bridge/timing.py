@@ -30,6 +30,10 @@ class SilenceMonitor:
         self._agent_speaking = False
         self._checked_in = False
 
+    @property
+    def caller_speaking(self) -> bool:
+        return self._caller_speaking
+
     def caller_speech(self, started: bool, now: float) -> None:
         self._caller_speaking = started
         self._checked_in = False  # the caller answered: start over

@@ -99,3 +99,30 @@ async def test_the_maximum_call_duration_ends_the_call_politely(start_gateway) -
     assert goodbye.start >= 2.0 - 0.1  # not before the limit (caller clock starts at stream start)
     assert caller.closed_by == "gateway" and caller.closed_at >= goodbye.end
     assert any(e["event"] == "hang_up" and e["reason"] == "maximum duration" for e in record.events)
+
+
+async def test_session_rollover_keeps_the_call_and_the_conversation_going(start_gateway) -> None:
+    script = [Reply("Hello, how can I help?", duration_ms=300), Reply("Happy to help.", duration_ms=300)]
+    settings = {"GATEWAY_SESSION_ROLLOVER_S": "3", "GATEWAY_SILENCE_CHECK_IN_S": "0", "GATEWAY_SILENCE_GIVE_UP_S": "0"}
+    async with start_gateway(script, **settings) as (gateway, realtime):
+        caller = await place_call(gateway)
+        await caller.wait_heard(300)
+        caller.say(ulaw_tone(1000, 0.4))  # a first question, answered by the first session
+        await caller.wait_heard(600)
+        second = await realtime.wait_for_connection(1, timeout=10)  # the rollover
+        first = realtime.connections[0]
+        await first.wait_until(lambda: first.closed, timeout=5)
+        caller.say(ulaw_tone(1000, 0.4))  # the call goes on: the new session hears and answers
+        await caller.wait_heard(900, timeout=10)
+        await caller.hang_up()
+        record = await finished(gateway)
+    # The new session was given the conversation so far, in order.
+    items = [e.data["item"] for e in second.received_of("conversation.item.create")]
+    said = [(i["role"], i["content"][0]["text"]) for i in items]
+    assert said[0] == ("assistant", "Hello, how can I help?")
+    assert said[1][0] == "user" and said[2] == ("assistant", "Happy to help.")
+    assert second.user_turns and second.responses[0].done
+    assert record.rollovers == 1 and record.end_reason is EndReason.CALLER_HUNG_UP
+    (rollover,) = [e for e in record.events if e["event"] == "session_rollover"]
+    assert rollover["seconds"] < 1.0  # the pause a caller could notice, at most
+    assert caller.invalid_count == 0 and caller.errors == []
