@@ -70,13 +70,9 @@ class Gateway:
     # --- POST /twilio/voice ---------------------------------------------------------------
 
     async def voice_webhook(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BYTES:
-            return PlainTextResponse("request body too large", status_code=413)
-        form = await request.form()
-        params = {key: str(value) for key, value in form.items()}
-        if not self._webhook_signed(request, params):
-            return PlainTextResponse("invalid Twilio signature", status_code=403)
+        params = await self._signed_form(request)
+        if isinstance(params, Response):
+            return params
         call_sid = params.get("CallSid", "")
         if not call_sid:
             return PlainTextResponse("missing CallSid", status_code=400)
@@ -149,8 +145,8 @@ class Gateway:
 
     async def status_callback(self, request: Request) -> Response:
         params = await self._signed_form(request)
-        if params is None:
-            return PlainTextResponse("invalid Twilio signature", status_code=403)
+        if isinstance(params, Response):
+            return params
         call_sid, status = params.get("CallSid", ""), params.get("CallStatus", "")
         if not call_sid or not status:
             return PlainTextResponse("missing CallSid or CallStatus", status_code=400)
@@ -169,8 +165,8 @@ class Gateway:
 
     async def amd_callback(self, request: Request) -> Response:
         params = await self._signed_form(request)
-        if params is None:
-            return PlainTextResponse("invalid Twilio signature", status_code=403)
+        if isinstance(params, Response):
+            return params
         call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
         if not call_sid or not answered_by:
             return PlainTextResponse("missing CallSid or AnsweredBy", status_code=400)
@@ -184,13 +180,16 @@ class Gateway:
                 self._early_amd.popitem(last=False)
         return PlainTextResponse("", status_code=204)
 
-    async def _signed_form(self, request: Request) -> dict[str, str] | None:
+    async def _signed_form(self, request: Request) -> dict[str, str] | Response:
+        """A Twilio webhook's form parameters, or the response refusing the request."""
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BYTES:
-            return None
+            return PlainTextResponse("request body too large", status_code=413)
         form = await request.form()
         params = {key: str(value) for key, value in form.items()}
-        return params if self._webhook_signed(request, params) else None
+        if not self._webhook_signed(request, params):
+            return PlainTextResponse("invalid Twilio signature", status_code=403)
+        return params
 
     # --- POST /calls, GET /calls ------------------------------------------------------------------
 

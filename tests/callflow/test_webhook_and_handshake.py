@@ -124,3 +124,11 @@ async def test_status_and_amd_callbacks_need_a_valid_signature(start_gateway, pa
     assert signed.status_code == 204
     if path == "/twilio/status":
         assert [s["status"] for s in statuses[FORM["CallSid"]]] == ["ringing"]
+
+
+@pytest.mark.parametrize("path", ["/twilio/voice", "/twilio/status", "/twilio/amd"])
+async def test_oversized_webhook_bodies_are_refused_with_413(start_gateway, path) -> None:
+    async with start_gateway() as (gateway, _):
+        async with httpx.AsyncClient() as client:
+            response = await client.post(gateway.url + path, data={**FORM, "Padding": "x" * 70_000})
+    assert response.status_code == 413
