@@ -63,7 +63,6 @@ class Gateway:
         self.statuses: collections.OrderedDict[str, list[dict[str, str]]] = collections.OrderedDict()
         #: Answering-machine results that arrived before their stream started.
         self._early_amd: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self.calls_handled = 0
         #: Records of the most recent finished calls (refused streams included).
         self.finished: collections.deque[CallRecord] = collections.deque(maxlen=RECENT_CALLS)
 
@@ -133,7 +132,6 @@ class Gateway:
 
     def _started(self, call: Call) -> None:
         self.calls[call.record.stream_sid] = call
-        self.calls_handled += 1
         answered_by = self._early_amd.pop(call.call_sid, None)
         if answered_by is not None:
             call.answered_by(answered_by)
@@ -155,8 +153,7 @@ class Gateway:
             entry["duration_s"] = params["CallDuration"]
         self.statuses.setdefault(call_sid, []).append(entry)
         self.statuses.move_to_end(call_sid)
-        while len(self.statuses) > RECENT_CALLS:
-            self.statuses.popitem(last=False)
+        _trim(self.statuses)
         call = self._call_by_sid(call_sid)
         if call is not None:
             call.record.note("twilio_status", status=status)
@@ -176,8 +173,7 @@ class Gateway:
             call.answered_by(answered_by)
         else:  # detection can finish before the stream's start reaches us
             self._early_amd[call_sid] = answered_by
-            while len(self._early_amd) > RECENT_CALLS:
-                self._early_amd.popitem(last=False)
+            _trim(self._early_amd)
         return PlainTextResponse("", status_code=204)
 
     async def _signed_form(self, request: Request) -> dict[str, str] | Response:
@@ -262,6 +258,12 @@ class Gateway:
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "active_calls": len(self.calls)})
+
+
+def _trim(recent: collections.OrderedDict) -> None:
+    """Keep the ``RECENT_CALLS`` most recently touched entries."""
+    while len(recent) > RECENT_CALLS:
+        recent.popitem(last=False)
 
 
 def create_app(

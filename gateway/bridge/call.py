@@ -23,7 +23,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agents import RunContextWrapper
 from agents.realtime import (
@@ -38,16 +38,28 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder
-from gateway.bridge.agents import AgentSource, CallInfo, agent_for_call, load_agent_source
+from gateway.bridge.agents import (
+    AgentSource,
+    CallInfo,
+    agent_for_call,
+    load_agent_source,
+)
 from gateway.bridge.control import CallControl
 from gateway.bridge.playback import Action, Playback, SendClear, SendMark, SendMedia
 from gateway.bridge.timing import SilenceAction, SilenceMonitor
 from gateway.security import TOKEN_PARAMETER, CallTokens, InvalidCallToken
 from gateway.settings import Settings
-from gateway.twilio import Dtmf, Mark, Media, MediaStream, ProtocolError, Start, Stop, UnknownEvent
-
-if TYPE_CHECKING:
-    from gateway.twilio.rest import TwilioRest
+from gateway.twilio import (
+    Dtmf,
+    Mark,
+    Media,
+    MediaStream,
+    ProtocolError,
+    Start,
+    Stop,
+    UnknownEvent,
+)
+from gateway.twilio.rest import TwilioRest
 
 log = logging.getLogger("gateway.call")
 
@@ -586,8 +598,8 @@ class Call:
         hears no more than the new session's connection time as a pause, if anything.
         """
         control = self.control
-        quiet = await control._wait(
-            lambda: control._quiet() and not (self.silence and self.silence.caller_speaking), ROLLOVER_QUIET_WAIT_S
+        quiet = await control.wait_until(
+            lambda: control.quiet() and not (self.silence and self.silence.caller_speaking), ROLLOVER_QUIET_WAIT_S
         )
         if not quiet or control.ending is not None:
             self.log.info("session rollover postponed: the conversation is not at a pause")

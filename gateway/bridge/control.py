@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from gateway.bridge.timing import DigitCollector, DigitsResult
+from gateway.twilio.rest import TwilioRest, TwilioRestError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # call.py imports this module
     from gateway.bridge.call import Call
-    from gateway.twilio.rest import TwilioRest
 
 log = logging.getLogger("gateway.control")
 
@@ -103,7 +103,7 @@ class CallControl:
 
     # --- Waiting for the agent to have been heard -----------------------------------------------
 
-    async def _wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = self.clock() + timeout
         while not predicate():
             remaining = deadline - self.clock()
@@ -116,7 +116,7 @@ class CallControl:
                 return predicate()
         return True
 
-    def _quiet(self) -> bool:
+    def quiet(self) -> bool:
         """No response in progress and nothing sent still unheard."""
         return self.responses_started == self.responses_ended and not self.call.playback.speaking
 
@@ -129,22 +129,22 @@ class CallControl:
         self._tool_entries[tool] += 1
         entry = self._tool_entries[tool]
         deadline = self.clock() + HEARD_TIMEOUT_S
-        if not await self._wait(lambda: self.tool_starts_seen[tool] >= entry, HEARD_TIMEOUT_S):
+        if not await self.wait_until(lambda: self.tool_starts_seen[tool] >= entry, HEARD_TIMEOUT_S):
             return False
         while True:
             interruptions, started = self.interruptions, self.responses_started
-            if not await self._wait(self._quiet, max(0.0, deadline - self.clock())):
+            if not await self.wait_until(self.quiet, max(0.0, deadline - self.clock())):
                 return False
             if not until_uninterrupted or self.interruptions == interruptions:
                 return True
             # Cut off mid-sentence: wait for the agent's next response, then for it to be heard.
             log.info("%s the hand-off was interrupted; waiting for the agent to finish again", self.call.log_prefix)
-            if not await self._wait(lambda: self.responses_started > started, max(0.0, deadline - self.clock())):
+            if not await self.wait_until(lambda: self.responses_started > started, max(0.0, deadline - self.clock())):
                 return True  # the agent has nothing more to say: not mid-sentence either
 
     async def heard_out_after(self, responses_before: int, timeout: float = HEARD_TIMEOUT_S) -> bool:
         """Wait for a response started after ``responses_before`` to end and be heard."""
-        return await self._wait(lambda: self.responses_started > responses_before and self._quiet(), timeout)
+        return await self.wait_until(lambda: self.responses_started > responses_before and self.quiet(), timeout)
 
     # --- Actions ------------------------------------------------------------------------------
 
@@ -209,8 +209,6 @@ class CallControl:
     async def _rest(self, method: str, *args: str) -> bool:
         """Call Twilio REST; True if it took effect on a live call. A call already gone (20404)
         is not an error, but there is then no Twilio to close the stream: False."""
-        from gateway.twilio.rest import TwilioRestError
-
         try:
             done = await getattr(self.rest, method)(*args)
         except TwilioRestError as exc:
