@@ -33,7 +33,7 @@ from starlette.websockets import WebSocket
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
-from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord, DigitHandler
+from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord, DigitHandler, EventHook
 from gateway.security import TOKEN_PARAMETER, CallTokens, TwilioSignatures
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest, TwilioRestError
@@ -49,9 +49,16 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 class Gateway:
     """Per-application state: settings, checkers, the agent, the calls in progress."""
 
-    def __init__(self, settings: Settings, agent: AgentSource | None = None, on_digit: DigitHandler | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        agent: AgentSource | None = None,
+        on_digit: DigitHandler | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
         self.settings = settings
         self.on_digit = on_digit
+        self.on_event = on_event
         self.signatures = TwilioSignatures(settings.twilio_auth_token)
         self.tokens = CallTokens.derived_from(settings.twilio_auth_token, settings.call_token_secret)
         if agent is None:
@@ -123,7 +130,7 @@ class Gateway:
             await websocket.close(CLOSE_POLICY)  # before accept: the upgrade is refused (HTTP 403)
             return
         await websocket.accept()
-        call = Call(websocket, self.settings, self.tokens, self.agent, on_start=self._started, rest=self.rest, on_digit=self.on_digit)
+        call = Call(websocket, self.settings, self.tokens, self.agent, on_start=self._started, rest=self.rest, on_digit=self.on_digit, on_event=self.on_event)
         try:
             await call.run()
         finally:
@@ -267,11 +274,16 @@ def _trim(recent: collections.OrderedDict) -> None:
 
 
 def create_app(
-    settings: Settings, *, agent: AgentSource | None = None, on_digit: DigitHandler | None = None
+    settings: Settings,
+    *,
+    agent: AgentSource | None = None,
+    on_digit: DigitHandler | None = None,
+    on_event: EventHook | None = None,
 ) -> Starlette:
     """The gateway. ``agent`` overrides ``GATEWAY_AGENT``; ``on_digit`` handles keypresses in
-    code (menus, shortcuts) before the model hears of them."""
-    gateway = Gateway(settings, agent, on_digit)
+    code (menus, shortcuts) before the model hears of them; ``on_event(call, event)`` sees
+    every session event of every call (see ``gateway.bridge.call.EventHook``)."""
+    gateway = Gateway(settings, agent, on_digit, on_event)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

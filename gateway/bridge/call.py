@@ -66,6 +66,11 @@ log = logging.getLogger("gateway.call")
 #: An application's keypress handler: ``(call, digit) -> True`` if it handled the digit (then
 #: the model does not hear of it); may be async. ``call.control`` can hang up, transfer, etc.
 DigitHandler = Callable[[CallInfo, str], "bool | Awaitable[bool]"]
+#: ``on_event(call, event)``: sees every session event of every call, in order, before the
+#: gateway handles it (for recorders, metrics, the demo's live view). It runs on the event
+#: loop between events, so it must be quick and must not block; an exception it raises is
+#: logged and the call goes on.
+EventHook = Callable[["Call", Any], None]
 
 #: What the agent is asked to say when the caller is silent, and when the call must end.
 #: Session rollover: how long to wait for a pause, and when to try again if there was none.
@@ -207,6 +212,7 @@ class Call:
         on_start: Callable[[Call], None] | None = None,
         rest: TwilioRest | None = None,
         on_digit: DigitHandler | None = None,
+        on_event: EventHook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.websocket = websocket
@@ -233,6 +239,7 @@ class Call:
         self._model_exception: str | None = None
         self.control = CallControl(self, rest, clock)
         self._on_digit = on_digit
+        self._on_event = on_event
         self.silence: SilenceMonitor | None = None
         self._timer_wake = asyncio.Event()
         self._agent_speaking = False
@@ -665,6 +672,12 @@ class Call:
             )
         )
 
+    def _observe(self, event: Any) -> None:
+        try:
+            self._on_event(self, event)
+        except Exception:  # an observer's bug must not end the call
+            self.log.exception("the on_event hook failed on %s", event.type)
+
     async def _read_session(self) -> None:
         try:
             debug = self.log.isEnabledFor(logging.DEBUG)
@@ -674,6 +687,8 @@ class Call:
                     self.record.counts[event.type] += 1
                     if debug:  # every event, with the call SID; INFO lines come from the handlers
                         self.log.debug("session event %s", event.type)
+                    if self._on_event is not None:
+                        self._observe(event)
                     handler = HANDLERS.get(event.type)
                     if handler is None:
                         self.log.warning("unhandled session event %r", event.type)

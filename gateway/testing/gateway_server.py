@@ -10,6 +10,7 @@ signature check derive) can name the real port before the app is built::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 
@@ -17,11 +18,27 @@ import uvicorn
 from starlette.applications import Starlette
 
 
+class _Server(uvicorn.Server):
+    """uvicorn checks ``should_exit`` every 100 ms; a test suite stops servers all the time,
+    so this one also wakes the moment ``close()`` asks (the ticks still run every 100 ms)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exit_requested = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.exit_requested.wait(), 0.1)
+
+
 class GatewayServer:
     def __init__(self, make_app: Callable[[str], Starlette], host: str = "127.0.0.1") -> None:
         self._make_app = make_app
         self._host = host
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.url = ""
         self.app: Starlette | None = None
@@ -36,7 +53,7 @@ class GatewayServer:
         config = uvicorn.Config(
             self.app, log_level="warning", ws="websockets-sansio", lifespan="on", ws_ping_interval=None
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
@@ -47,6 +64,7 @@ class GatewayServer:
     async def close(self) -> None:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
+            self._server.exit_requested.set()
             await self._task
 
     async def __aenter__(self) -> GatewayServer:

@@ -89,6 +89,7 @@ from gateway.testing.realtime.script import (
     ToolCall,
     Trigger,
     Turn,
+    When,
     synthesize_voice,
 )
 from gateway.testing.realtime.server import RealtimeServer, RealtimeServerError, serve_forever
@@ -112,6 +113,7 @@ __all__ = [
     "Turn",
     "UserMessage",
     "UserTurn",
+    "When",
     "serve_forever",
     "synthesize_voice",
     "validate_server_event",

@@ -35,8 +35,9 @@ What it does, as Twilio does (../shared/reference/twilio.md):
   playing, drops the queue and echoes every pending mark at once. See ``caller/playout.py``.
 - **Record.** ``received`` (each valid message with its arrival time), ``invalid`` /
   ``invalid_count`` (frames Twilio would reject: bad JSON, unknown event, wrong streamSid,
-  binary; recorded, never raised), ``clears`` (arrival times), ``marks_echoed`` (``MarkEcho``:
-  name, time, ``cleared``), ``utterances``, ``heard_ms``, ``heard_audio()`` (concatenated),
+  binary; recorded, never raised), ``clears`` (arrival times), ``keypresses`` ((time,
+  digit) sent), ``marks_echoed`` (``MarkEcho``: name, time, ``cleared``), ``utterances``,
+  ``heard_ms``, ``heard_audio()`` (concatenated),
   ``heard_segments()`` (unbroken runs with start times), ``heard_timeline()`` (from time 0,
   silence where nothing played), ``closed`` / ``closed_by`` / ``close_code`` /
   ``close_reason``, ``errors`` (exceptions of the background tasks; they end the call with

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ from gateway.testing.realtime_server import (
     Script,
     ToolCall,
     Trigger,
+    When,
     serve_forever,
     synthesize_voice,
     validate_server_event,
@@ -795,6 +797,58 @@ def test_script_cursor_plays_turns_and_heard_lines_separately() -> None:
     assert cursor.next_heard() is None
     assert cursor.next_turn() == answer
     assert cursor.next_turn() == Reply("Default.")
+
+
+def test_when_rules_answer_fresh_input_before_the_turns_in_order() -> None:
+    first, second = Reply("First."), Reply("Second.")
+    refund = ToolCall("issue_refund", {"order": "1"})
+    bye = Reply("Bye.")
+    cursor = ScriptCursor(Script([
+        first, When("REFUND", refund), second,
+        When(re.compile(r"\bbye\b"), bye, once=True),
+        When(lambda text: text.isdigit(), Reply("Digits.")),
+    ]))
+    assert cursor.next_turn("hello") == first  # no rule matches: the next turn in order
+    assert cursor.next_turn("a refund please") == refund  # case-insensitive substring
+    assert cursor.next_turn(None) == second  # not fresh input (after a tool output)
+    assert cursor.next_turn("goodbye") == Reply("Okay.")  # the regex wants the word
+    assert cursor.next_turn("ok bye") == bye
+    assert cursor.next_turn("ok bye") == Reply("Okay.")  # once: retired
+    assert cursor.next_turn("1234") == Reply("Digits.")
+    assert cursor.next_turn("another refund") == refund  # rules repeat by default
+    assert cursor.turns_left == 0
+
+
+def test_when_rejects_what_is_not_a_turn_or_a_matcher() -> None:
+    with pytest.raises(TypeError):
+        When("x", Heard("not a turn"))
+    with pytest.raises(TypeError):
+        When(42, Reply("x"))
+
+
+async def test_a_rule_answers_what_the_caller_is_said_to_have_said() -> None:
+    script = [Reply("Hi."), When("order", Reply("Your order is on its way.")), Reply("Anything else?")]
+    async with RealtimeServer(script) as server:
+        async with websockets.connect(server.url) as ws:
+            drain = asyncio.create_task(_drain(ws))
+            conn = await server.wait_for_connection()
+            conn.will_hear("Where is my order?")
+            await ws.send(json.dumps({"type": "response.create"}))
+            await conn.wait_for_response(0)
+            await conn.send_speech_started(0)
+            turn = await conn.send_speech_stopped(audio_end_ms=500)
+            await ws.send(json.dumps({"type": "response.create"}))
+            answer = await conn.wait_for_response(1)
+            await ws.close()
+            await drain
+    assert turn.transcript == "Where is my order?"  # will_hear comes before Heard lines
+    assert answer.turn == Reply("Your order is on its way.")
+
+
+async def _drain(ws: Any) -> None:
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async for _ in ws:
+            pass
 
 
 def test_reply_duration_and_synthesized_voice() -> None:

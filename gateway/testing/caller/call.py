@@ -138,6 +138,7 @@ class TwilioCaller:
         self.clears: list[float] = []
         self.marks_echoed: list[MarkEcho] = []
         self.utterances: list[Utterance] = []
+        self.keypresses: list[tuple[float, str]] = []  # (time sent, digit)
         self.frames_sent = 0
         self.errors: list[BaseException] = []
         self.closed = False
@@ -283,6 +284,7 @@ class TwilioCaller:
             raise ValueError(f"not a DTMF digit: {digit!r}")
         self._require_live()
         await self._send(lambda seq: Dtmf(seq, self.stream_sid, "inbound_track", digit).to_json())
+        self.keypresses.append((self.clock.now(), digit))
 
     async def send_raw(self, data: str | bytes) -> None:
         """Send ``data`` as one WebSocket frame, unchecked (text for str, binary for bytes)."""

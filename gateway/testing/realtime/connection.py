@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import inspect
 import itertools
 import json
@@ -138,6 +139,8 @@ class RealtimeConnection:
         self._response_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._last_user_text: str | None = None
+        self._fresh_input: str | None = None  # caller input since the last response started
+        self._will_hear: collections.deque[str] = collections.deque()
         self._item_audio_ms: dict[str, float] = {}
         self._call_ids: set[str] = set()
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
@@ -236,6 +239,12 @@ class RealtimeConnection:
             raise ConnectionError(f"connection {self.index} is closed")
         self._send(dict(event), validate=validate)
         await self._flush()
+
+    def will_hear(self, transcript: str) -> None:
+        """The transcript of the caller's next speech turn (queued; before the script's
+        ``Heard`` lines). What a caller simulator says it is saying, since this server cannot
+        recognise speech."""
+        self._will_hear.append(transcript)
 
     async def send_speech_started(self, audio_start_ms: int | None = None) -> UserTurn:
         """Act as if the VAD heard the caller start speaking (default: now on the audio
@@ -478,7 +487,7 @@ class RealtimeConnection:
             text = " ".join(p.get("text") or "" for p in item["content"] if p.get("type") == "input_text")
             if text:
                 self.user_messages.append(UserMessage(item["id"], text, now))
-                self._last_user_text = text
+                self._last_user_text = self._fresh_input = text
         self._send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self._send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
@@ -566,10 +575,12 @@ class RealtimeConnection:
         self._send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self._buffer_ms = 0.0
         duration = (turn.audio_end_ms or 0) - turn.audio_start_ms
+        if transcript is None and self._will_hear:
+            transcript = self._will_hear.popleft()
         if transcript is None:
             transcript = self._cursor.next_heard()
         turn.transcript = f"<speech {duration} ms>" if transcript is None else transcript
-        self._last_user_text = turn.transcript
+        self._last_user_text = self._fresh_input = turn.transcript
         # The real API transcribes only when the session asks for it (the SDK always does).
         if audio_config(self.session, "input").get("transcription") is not None:
             self._send({"type": "conversation.item.input_audio_transcription.completed",
@@ -590,6 +601,7 @@ class RealtimeConnection:
         self.responses.append(record)
         self._active = stream
         self._send(stream.created_event())
+        fresh, self._fresh_input = self._fresh_input, None
 
         async def resolve() -> Turn:
             if forced is not None:
@@ -600,7 +612,7 @@ class RealtimeConnection:
                     chosen = await chosen
                 if chosen is not None:
                     return chosen  # type: ignore[return-value]
-            return self._cursor.next_turn()
+            return self._cursor.next_turn(fresh)
 
         task = asyncio.get_running_loop().create_task(stream.run(resolve),
                                                       name=f"realtime-{record.id}")

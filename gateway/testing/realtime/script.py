@@ -9,7 +9,7 @@ A ``Script`` reads like the script of a phone call::
         Reply("It's sunny in Paris."),                       # and answers with its output
     ])
 
-Two kinds of lines, consumed independently and in order, per connection:
+Three kinds of lines; the first two are consumed independently and in order, per connection:
 
 - **turns** (``Reply``, ``ToolCall``, or a tuple of them spoken as one response) are what the
   model produces: each response (a client ``response.create``, or the end of a user turn when
@@ -18,6 +18,15 @@ Two kinds of lines, consumed independently and in order, per connection:
 - **``Heard``** lines are the transcripts the server reports for the caller's speech turns, in
   order (the server cannot recognise speech; it reports what the script says it heard). Once
   they run out, a turn is reported as ``"<speech N ms>"``.
+- **``When``** lines are rules, not steps: when the caller has just said (or typed, or keyed)
+  something that matches, the response plays the rule's turn instead of the next one in order::
+
+      When("refund", ToolCall("issue_refund", {"order": "4271"}))   # substring, any case
+      When(re.compile(r"bye|that's all"), (Reply("Goodbye!"), ToolCall("hang_up")))
+
+  A rule matches only fresh input: the first response after a caller turn or user message, not
+  the one the SDK asks for after a tool's output. Rules are tried in order; ``once=True``
+  retires a rule after it fired.
 
 Model audio is PCM16 mono at 24 kHz, the rate the real model speaks; the server converts it to
 the session's output format (``audio/pcm`` 24 kHz or ``audio/pcmu`` 8 kHz). A ``Reply`` without
@@ -29,6 +38,7 @@ test can find it with ``gateway.audio.measure.amplitude_at(samples, rate, tone_h
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
@@ -51,6 +61,7 @@ __all__ = [
     "ToolCall",
     "Trigger",
     "Turn",
+    "When",
     "synthesize_voice",
     "turn_items",
 ]
@@ -152,10 +163,37 @@ class Heard:
     transcript: str
 
 
+@dataclass(frozen=True)
+class When:
+    """A rule: when the caller's fresh input matches ``heard``, respond with ``then``.
+
+    ``heard``: a string (a case-insensitive substring), a compiled regular expression
+    (``search``) or a predicate on the text. ``then``: a turn, as for any line.
+    """
+
+    heard: str | re.Pattern[str] | Callable[[str], bool]
+    then: Any  # a Turn (checked in __post_init__; the alias is defined below)
+    once: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.then, list):
+            object.__setattr__(self, "then", tuple(self.then))
+        turn_items(self.then)
+        if not (isinstance(self.heard, (str, re.Pattern)) or callable(self.heard)):
+            raise TypeError(f"When.heard is a string, a compiled pattern or a predicate, not {self.heard!r}")
+
+    def matches(self, text: str) -> bool:
+        if isinstance(self.heard, str):
+            return self.heard.casefold() in text.casefold()
+        if isinstance(self.heard, re.Pattern):
+            return self.heard.search(text) is not None
+        return bool(self.heard(text))
+
+
 #: One response: a single output item, or several spoken in order as one response (for
 #: example ``(Reply("One moment."), ToolCall("lookup", {...}))``).
 Turn = Union[Reply, ToolCall, tuple[Union[Reply, ToolCall], ...]]
-Line = Union[Reply, ToolCall, Heard, tuple[Union[Reply, ToolCall], ...]]
+Line = Union[Reply, ToolCall, Heard, When, tuple[Union[Reply, ToolCall], ...]]
 
 
 def turn_items(turn: Turn) -> tuple[Reply | ToolCall, ...]:
@@ -178,7 +216,7 @@ class Script:
     def __post_init__(self) -> None:
         lines = tuple(tuple(x) if isinstance(x, list) else x for x in self.lines)
         for line in lines:
-            if not isinstance(line, Heard):
+            if not isinstance(line, (Heard, When)):
                 turn_items(line)
         turn_items(self.default)
         object.__setattr__(self, "lines", lines)
@@ -193,19 +231,30 @@ class Script:
 
 
 class ScriptCursor:
-    """One connection's place in a ``Script``: turns and ``Heard`` lines advance separately."""
+    """One connection's place in a ``Script``: turns and ``Heard`` lines advance separately;
+    ``When`` rules are checked first against fresh caller input."""
 
     def __init__(self, script: Script) -> None:
         self.script = script
         self._turn = 0
         self._heard = 0
+        self._rules = [line for line in script.lines if isinstance(line, When)]
 
-    def next_turn(self) -> Turn:
+    def next_turn(self, fresh_input: str | None = None) -> Turn:
+        """The turn to play: the first ``When`` rule matching ``fresh_input`` (the caller's
+        input since the previous response, if any), else the next turn in order, else the
+        default."""
+        if fresh_input is not None:
+            for rule in self._rules:
+                if rule.matches(fresh_input):
+                    if rule.once:
+                        self._rules.remove(rule)
+                    return rule.then
         lines = self.script.lines
         while self._turn < len(lines):
             line = lines[self._turn]
             self._turn += 1
-            if not isinstance(line, Heard):
+            if not isinstance(line, (Heard, When)):
                 return line
         return self.script.default
 
@@ -220,7 +269,7 @@ class ScriptCursor:
 
     @property
     def turns_left(self) -> int:
-        return sum(not isinstance(x, Heard) for x in self.script.lines[self._turn:])
+        return sum(not isinstance(x, (Heard, When)) for x in self.script.lines[self._turn:])
 
 
 @dataclass(frozen=True)
