@@ -22,6 +22,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    demo = commands.add_parser(
+        "demo",
+        help="place one complete phone call offline and show it (no accounts, no network)",
+        description=(
+            "Start a fake Twilio, the local Realtime server and the gateway on 127.0.0.1, and "
+            "run one phone call through them: greeting, question, barge-in, keypad digits, a "
+            "tool, goodbye and hang-up. Shows it live, then a summary, and writes call.wav, "
+            "transcript.json, events.jsonl and timeline.png (and gateway.log) to --out."
+        ),
+    )
+    demo.add_argument("--out", default="demo-call", help="folder for the artifacts (default: ./demo-call)")
+    demo.add_argument("--real", action="store_true",
+                      help="talk to OpenAI's Realtime model instead of the local one (needs OPENAI_API_KEY)")
+    demo.add_argument("--speed", type=float, default=1.0,
+                      help="run the call this many times faster than real time (default 1)")
+    demo.set_defaults(handler=_demo)
+
     serve = commands.add_parser(
         "serve",
         help="run the gateway (Twilio webhook + Media Streams WebSocket)",
@@ -99,6 +116,14 @@ def _configure_logging(level: str) -> None:
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo.run import main as demo_main
+
+    if not (args.speed > 0):
+        raise SystemExit("--speed must be positive")
+    return demo_main(args.out, real=args.real, speed=args.speed)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -728,6 +728,13 @@ class Call:
         await self._send(self.playback.audio_end(event.item_id, event.content_index, self.clock()))
 
     async def on_audio_interrupted(self, event) -> None:
+        # The SDK reports this at every speech_started once the model has spoken at all
+        # (openai_realtime.py, "input_audio_buffer.speech_started": it only checks that an
+        # audio item exists). With everything heard and nothing streaming, there is nothing
+        # to cut: no clear, no barge-in.
+        if not self.playback.interruptible:
+            self.log.debug("speech started with the agent silent: nothing to clear")
+            return
         heard = self.playback.heard(self.clock())
         await self._send(self.playback.interrupt(event.item_id))
         self.control.interrupted()

@@ -213,6 +213,15 @@ class Playback:
         """True while sent audio awaits its echoes: the caller is (about to be) hearing the agent."""
         return bool(self._pending)
 
+    @property
+    def interruptible(self) -> bool:
+        """Something would be cut by a barge-in: audio the caller has not heard yet, or an
+        item the model is still streaming."""
+        return any(
+            item.item_id not in self._interrupted and (not item.ended or item.acked < item.sent)
+            for item in self._items.values()
+        )
+
     # --- Barge-in ----------------------------------------------------------------------------------
 
     def interrupt(self, item_id: str | None = None) -> list[Action]:

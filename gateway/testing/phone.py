@@ -145,12 +145,15 @@ class PhoneSystem:
         realtime_options: Mapping[str, Any] | None = None,
         twilio_options: Mapping[str, Any] | None = None,
         number: str = "+15550002222",
+        real_model: bool = False,
     ) -> None:
         self.agent = agent
         self.speed = speed
         self.number = number
         self.settings = dict(settings or {})
-        self.realtime = RealtimeServer(script, **dict(realtime_options or {}))
+        #: The local Realtime server; None with ``real_model`` (the gateway then talks to
+        #: OpenAI, with ``OPENAI_API_KEY`` from ``settings``: the demo's ``--real``).
+        self.realtime = None if real_model else RealtimeServer(script, **dict(realtime_options or {}))
         self.twilio = FakeTwilio(speed=speed, **dict(twilio_options or {}))
         self.gateway_server = GatewayServer(self._make_app)
         self.calls: list[PhoneCall] = []
@@ -170,10 +173,11 @@ class PhoneSystem:
             "TWILIO_ACCOUNT_SID": self.twilio.account_sid,
             "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
             "TWILIO_API_BASE_URL": self.twilio.base_url,
-            "OPENAI_REALTIME_URL": self.realtime.url,
             "GATEWAY_API_KEY": self.api_key,
             **self.settings,
         }
+        if self.realtime is not None:
+            env["OPENAI_REALTIME_URL"] = self.realtime.url
         agent = load_agent_source(self.agent) if isinstance(self.agent, str) else self.agent
         return create_app(Settings.from_mapping(env), agent=agent, on_digit=self._on_digit,
                           on_event=self._on_event)
@@ -181,11 +185,12 @@ class PhoneSystem:
     # --- Running --------------------------------------------------------------------------------
 
     async def start(self) -> PhoneSystem:
-        await asyncio.gather(self.twilio.start(), self.realtime.start())
+        peers = [self.twilio] if self.realtime is None else [self.twilio, self.realtime]
+        await asyncio.gather(*(peer.start() for peer in peers))
         try:
             await self.gateway_server.start()
         except BaseException:
-            await asyncio.gather(self.twilio.close(), self.realtime.close(), return_exceptions=True)
+            await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
             raise
         self._started = True
         self.twilio.add_number(self.number, voice_url=self.url + "/twilio/voice")
@@ -203,7 +208,8 @@ class PhoneSystem:
                     await call.twilio_call.hang_up()
         # The two HTTP servers take ~100 ms each to shut down (uvicorn); in parallel.
         await asyncio.gather(self.gateway_server.close(), self.twilio.close())
-        await self.realtime.close()  # raises RealtimeServerError if it failed inside
+        if self.realtime is not None:
+            await self.realtime.close()  # raises RealtimeServerError if it failed inside
         errors = [e for call in self.calls for e in call.caller.errors]
         if errors:
             raise AssertionError(f"the simulated caller failed: {errors[0]!r}") from errors[0]
@@ -230,12 +236,14 @@ class PhoneSystem:
         """Someone dials the number: Twilio POSTs the voice webhook, follows the TwiML and
         connects the stream. Returns once the gateway has connected the call to the model."""
         async with self._ringing:  # one at a time, so each call knows its model connection
-            first = len(self.realtime.connections)
+            first = len(self.realtime.connections) if self.realtime is not None else 0
             fake = await self.twilio.ring(from_=from_, to=self.number)
             caller = fake.caller
             if caller is None:
                 raise AssertionError(f"the gateway answered without a media stream: {fake.twiml!r}")
-            model = await self.realtime.wait_for_connection(first, timeout=timeout)
+            model = None
+            if self.realtime is not None:
+                model = await self.realtime.wait_for_connection(first, timeout=timeout)
             call = PhoneCall(self, fake, caller, model)
             self.calls.append(call)
         return call
@@ -246,13 +254,14 @@ class PhoneCall:
     at hand."""
 
     def __init__(self, phone: PhoneSystem, twilio_call: FakeCall, caller: TwilioCaller,
-                 model: RealtimeConnection) -> None:
+                 model: RealtimeConnection | None) -> None:
         self.phone = phone
         self.twilio_call = twilio_call
         self.caller = caller
         self.model = model
         self.call_sid = twilio_call.sid
         self._since = 0.0  # caller clock: the caller's last action (or the last listen)
+        self._history_at_since = 0  # length of the gateway's transcript then (real model)
 
     # --- What the caller does -------------------------------------------------------------------
 
@@ -269,12 +278,12 @@ class PhoneCall:
         else:
             audio, text = what.ulaw, getattr(what, "text", None)
         text = heard_as if heard_as is not None else text
-        if text is not None:
+        if text is not None and self.model is not None:
             self.model.will_hear(text)
         utterance = self.caller.say(audio)
         if wait:
             await self.caller.wait_said(timeout=timeout)
-            self._since = utterance.end or self.caller.clock.now()
+            self._acted(utterance.end or self.caller.clock.now())
         return utterance
 
     async def press(self, keys: str, *, gap_ms: float = 150.0) -> None:
@@ -283,7 +292,7 @@ class PhoneCall:
             if i:
                 await self.caller.clock.sleep_until(self.caller.clock.now() + gap_ms / 1000)
             await self.caller.press(key)
-        self._since = self.caller.clock.now()
+        self._acted(self.caller.clock.now())
 
     async def pause(self, ms: float) -> None:
         """The caller stays quiet for ``ms`` (caller clock)."""
@@ -327,7 +336,7 @@ class PhoneCall:
             await asyncio.sleep(_POLL_S)
         segments = [s for s in caller.heard_segments() if s.end > self._since]
         text = self._reply_text(since=self._since)
-        self._since = caller.clock.now()
+        self._acted(caller.clock.now())
         heard = caller.heard_ms - start_ms
         return AgentSpeech(text, heard, segments[0].start if segments else None,
                            segments[-1].end if segments else None)
@@ -341,6 +350,11 @@ class PhoneCall:
             await asyncio.sleep(_POLL_S)
         return record
 
+    def _acted(self, t: float) -> None:
+        self._since = t
+        record = self.record
+        self._history_at_since = len(record.transcript) if record is not None else 0
+
     def _idle(self) -> bool:
         """Nothing more is coming without the caller: the model is not responding; every tool
         it called has returned (except one waiting for the caller's keys, like
@@ -348,11 +362,13 @@ class PhoneCall:
         if self.caller.closed:
             return True
         model = self.model
-        if model.active_response is not None or self.caller.playing:
-            return False
         live = self._live_call()
         if live is not None and live.control.ending:
             return False  # a hang-up or transfer is on its way: wait for the call to end
+        if model is None:  # the real model: judge from the gateway's side
+            return self._gateway_idle(live)
+        if model.active_response is not None or self.caller.playing:
+            return False
         called = sum(isinstance(item, ToolCall) for r in model.responses
                      if r.status == "completed" and r.turn is not None for item in turn_items(r.turn))
         outputs = model.function_call_outputs
@@ -361,12 +377,23 @@ class PhoneCall:
         # The SDK asks for a response after each tool output: wait for it to begin.
         return not outputs or any(r.created_at >= outputs[-1].time for r in model.responses)
 
+    def _gateway_idle(self, live: Any) -> bool:
+        if live is None:
+            return True
+        if self.caller.playing or not live.control.quiet():
+            return False
+        starts = sum(e["event"] == "tool_start" for e in self.events)
+        ends = sum(e["event"] == "tool_end" for e in self.events)
+        return starts == ends or live.control.collecting
+
     def _live_call(self) -> Any:
         return next((c for c in self.phone.app.calls.values() if c.call_sid == self.call_sid), None)
 
     def _responded_since(self, since: float) -> bool:
         """The model has begun a response since caller-clock ``since`` (audio heard after
         ``since`` may still be the tail of a reply the caller is talking over)."""
+        if self.model is None:
+            return True  # the real model: audio heard after ``since`` is the best sign
         began = self.caller.clock.to_monotonic(since) if since > 0 else 0.0
         return any(r.created_at >= began for r in self.model.responses)
 
@@ -375,7 +402,12 @@ class PhoneCall:
 
     def _reply_text(self, since: float) -> str:
         """The transcripts of the model's responses begun after caller-clock ``since`` (what
-        was sent of a cancelled one)."""
+        was sent of a cancelled one). With the real model: the assistant messages added to the
+        gateway's transcript since then."""
+        if self.model is None:
+            record = self.record
+            items = record.transcript[self._history_at_since:] if record is not None else []
+            return " ".join(i["text"] for i in items if i.get("role") == "assistant" and i.get("text"))
         began = self.caller.clock.to_monotonic(since) if since > 0 else 0.0
         texts = []
         for response in self.model.responses:

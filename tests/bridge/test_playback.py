@@ -127,3 +127,21 @@ def test_speaking_and_queued() -> None:
     for n in names:
         p.mark_echoed(n, now=0.1)
     assert not p.speaking and p.queued_ms == 0
+
+
+def test_only_unheard_or_streaming_audio_is_interruptible() -> None:
+    p = make(100)
+    assert not p.interruptible  # nothing said yet
+    names = marks(p.audio("item_a", 0, ms(150), now=0.0))  # 100 ms marked, 50 ms held back
+    assert p.interruptible  # sent, not heard, still streaming
+    for n in names:
+        p.mark_echoed(n, now=0.1)
+    assert p.interruptible  # all sent was heard, but the model has not finished the item
+    names = marks(p.audio_end("item_a", 0, now=0.1))
+    assert names and p.interruptible  # the last 50 ms are sent, their mark not echoed
+    for n in names:
+        p.mark_echoed(n, now=0.2)
+    assert not p.interruptible  # heard in full: speech now cuts nothing
+    p.audio("item_b", 0, ms(100), now=0.3)
+    p.interrupt()
+    assert not p.interruptible  # already cut
