@@ -108,8 +108,13 @@ async def run_demo(
     stream: TextIO = sys.stdout,
     live: bool | None = None,
     api_key: str | None = None,
+    realtime_url: str | None = None,
 ) -> DemoResult:
-    """Run the demo call; write the artifacts to ``out``; return what happened."""
+    """Run the demo call; write the artifacts to ``out``; return what happened.
+
+    ``real``: no local Realtime server; the gateway connects with ``api_key`` to OpenAI, or to
+    ``realtime_url`` if given (any server speaking the protocol: the tests use the local one
+    behind an API key, to run this path offline)."""
     from gateway.demo.artifacts import summarize, write_artifacts
 
     began = time.monotonic()
@@ -121,6 +126,8 @@ async def run_demo(
         if not api_key:
             raise SystemExit("gateway demo --real needs OPENAI_API_KEY (in the environment or .env)")
         settings["OPENAI_API_KEY"] = api_key
+        if realtime_url:
+            settings["OPENAI_REALTIME_URL"] = realtime_url
     else:
         options["realtime_options"] = {"on_turn": on_turn}
     phone = PhoneSystem(

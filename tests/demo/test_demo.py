@@ -127,3 +127,22 @@ def test_gateway_demo_runs_from_the_command_line(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [
         "call.wav", "events.jsonl", "gateway.log", "timeline.png", "transcript.json"]
     assert "call ended: agent hung up" in (out / "gateway.log").read_text()
+
+
+async def test_real_mode_sends_the_key_and_judges_turns_from_the_gateway_alone(tmp_path: Path) -> None:
+    """``--real`` without the network: the same path (no local server in the phone system, the
+    API key sent, turns judged from the gateway's side only) against a key-checking server."""
+    from gateway.demo.agent import demo_script, on_turn
+    from gateway.testing.realtime_server import RealtimeServer
+
+    async with RealtimeServer(demo_script(), on_turn=on_turn, api_key="sk-demo-test") as model:
+        result = await run_demo(tmp_path, real=True, speed=SPEED, stream=io.StringIO(),
+                                api_key="sk-demo-test", realtime_url=model.url)
+        [conn] = model.connections
+    headers = {k.lower(): v for k, v in conn.headers.items()}
+    assert headers["authorization"] == "Bearer sk-demo-test"  # (the server refuses without it)
+    assert result.call.model is None and result.phone.realtime is None
+    assert result.call.end_reason is EndReason.AGENT_HUNG_UP
+    assert [u.name for u in result.call.tool_calls] == ["collect_digits", "lookup_order", "hang_up"]
+    assert "Truncation error:" in "\n".join(result.summary)
+    assert (tmp_path / "timeline.png").read_bytes()[:4] == b"\x89PNG"
