@@ -51,7 +51,10 @@ state instead of sleeping: ``await server.wait_for_connection()``,
 ``await conn.wait_for("conversation.item.truncate")``, ``await conn.wait_for_response(0)``,
 ``await conn.wait_until(lambda: ...)``. Drive the call from the model's side:
 ``await conn.send_speech_started()``, ``send_speech_stopped()``, ``start_response(turn)``,
-``emit(raw_event)``, ``close(code)``.
+``emit(raw_event)``, ``close(code)``; ``conn.will_hear(text)`` sets the transcript of the
+caller's next speech turn (the server cannot recognise speech), which ``When`` rules in the
+script then match (see ``gateway.testing.realtime.script``). For whole call flows with your
+agent, ``gateway.testing.phone`` wraps all this in a phone system and a caller.
 
 Not simulated (a test that needs them can ``emit`` the events itself): text-only output
 (every reply is audio with a transcript), ``audio/pcma``, ``idle_timeout_ms``
