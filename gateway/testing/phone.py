@@ -330,7 +330,12 @@ class PhoneCall:
             except CallEnded:
                 if not any(s.end > self._since for s in caller.heard_segments()):
                     raise  # hung up on, with nothing said
-                break  # the agent spoke, then the call ended (a goodbye, a transfer)
+                # The agent spoke, then the call ended (a goodbye, a transfer): let the gateway
+                # finish and Twilio run what comes next (a <Dial>), so the test sees it all.
+                await self.ended(timeout=max(0.1, deadline - loop.time()))
+                await self.twilio_call.wait_until(lambda: self.twilio_call.settled,
+                                                  timeout=max(0.1, deadline - loop.time()))
+                break
             if self._idle() and self._responded_since(self._since):
                 break
             await asyncio.sleep(_POLL_S)

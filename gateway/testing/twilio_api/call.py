@@ -151,6 +151,7 @@ class FakeCall:
         # One control action at a time (REST updates, hang-ups): each sees the call as the
         # previous one left it, and a stream never gets two stops.
         self._control = asyncio.Lock()
+        self._holding = False  # the TwiML waits on a connected stream or a <Dial>
 
     # --- The record -----------------------------------------------------------------------------
 
@@ -162,6 +163,13 @@ class FakeCall:
     @property
     def ended(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def settled(self) -> bool:
+        """The call's TwiML has run as far as it can without anyone acting: the call has
+        ended, or it is held by a connected stream or a ``<Dial>``, or no TwiML is running."""
+        task = self._twiml_task
+        return self.ended or self._holding or task is None or task.done()
 
     @property
     def status_callbacks(self) -> list[Callback]:
@@ -388,8 +396,12 @@ class FakeCall:
                     await self._stream(verb.stream)
             elif verb.name == "Dial":
                 self.dialed.extend(verb.targets)
+                self._holding = True
                 self._touch()
-                await asyncio.Event().wait()  # bridged to the far party until someone hangs up
+                try:
+                    await asyncio.Event().wait()  # bridged to the far party until someone hangs up
+                finally:
+                    self._holding = False
             elif verb.name in ("Hangup", "Reject"):
                 return
             elif verb.name == "Redirect":
@@ -428,11 +440,15 @@ class FakeCall:
         self.callers.append(caller)
         self._touch()
         logger.info("fake twilio: stream connected (call_sid=%s stream_sid=%s)", self.sid, caller.stream_sid)
-        while not caller.closed:  # the application ends it by closing: the next verb runs
-            try:
-                await caller.wait_closed(timeout=3600.0)
-            except TimeoutError:
-                pass
+        self._holding = True
+        try:
+            while not caller.closed:  # the application ends it by closing: the next verb runs
+                try:
+                    await caller.wait_closed(timeout=3600.0)
+                except TimeoutError:
+                    pass
+        finally:
+            self._holding = False
         self._touch()
 
     async def _fetch(self, url: str, method: str) -> str | None:
