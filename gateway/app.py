@@ -16,6 +16,7 @@ Routes (endpoints accept, check, wire and hand over; the logic lives in the core
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import hmac
@@ -264,7 +265,13 @@ class Gateway:
     # --- GET /healthz ------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "active_calls": len(self.calls)})
+        """Liveness, and the process's vital signs (for dashboards and soak runs)."""
+        return JSONResponse({
+            "status": "ok",
+            "active_calls": len(self.calls),
+            "finished_calls": len(self.finished),
+            "tasks": len(asyncio.all_tasks()),
+        })
 
 
 def _trim(recent: collections.OrderedDict) -> None:
