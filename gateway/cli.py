@@ -132,6 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.bridge.call import MAX_MESSAGE_BYTES
     from gateway.settings import Settings, SettingsError
 
     try:
@@ -141,7 +142,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), ws="websockets-sansio")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), ws="websockets-sansio",
+                ws_max_size=MAX_MESSAGE_BYTES)
     return 0
 
 

@@ -25,6 +25,7 @@ DEFAULT_INSTRUCTIONS = (
     "and long numbers. If you did not understand the caller, ask them to repeat."
 )
 DEFAULT_GREETING = "Greet the caller warmly in one short sentence and ask how you can help."
+DEFAULT_FALLBACK_SAY = "Sorry, we can't take your call right now. Please try again in a few minutes."
 
 
 class SettingsError(ValueError):
@@ -94,6 +95,27 @@ class Settings:
     caller_id: str | None = None
     #: Outbound calls: answering-machine detection (Twilio async AMD); the agent is told.
     amd: bool = False
+    #: A stream must send ``start`` this soon after the handshake, or it is closed (1008).
+    start_timeout_s: int = 10
+    #: Incoming messages per second a stream may send on average (Twilio: ~55), and in a
+    #: burst (a backlog after a network stall); beyond, the stream is closed (1008).
+    max_message_rate: int = 200
+    max_message_burst: int = 500
+    #: Connecting to the model (at the start of a call, or again after it dropped) is retried
+    #: with backoff for this long; then the caller gets the fallback.
+    model_connect_budget_s: float = 6.0
+    #: The fallback, in the TwiML after ``</Connect>``: Twilio runs it when the gateway ends
+    #: the stream without ending the call (the model cannot be reached). Spoken, then dialled.
+    fallback_say: str = DEFAULT_FALLBACK_SAY
+    fallback_dial: str | None = None
+    #: A function tool running longer than this returns a timeout error to the model (0: no
+    #: limit). Tools that set their own ``timeout_seconds`` keep it.
+    tool_timeout_s: int = 20
+    #: SIGTERM: calls in progress may go on this long before the process exits anyway.
+    drain_timeout_s: int = 600
+    #: While draining, new calls are sent here (a ``<Redirect>`` to another instance's voice
+    #: webhook); unset: the webhook answers 503 and Twilio uses the number's fallback URL.
+    drain_redirect_url: str | None = None
 
     def transfer_target(self, name_or_number: str) -> str | None:
         """The allowed dial string for a target name or number, or None if not allowed."""
@@ -178,11 +200,24 @@ class Settings:
             api_key=reader.optional("GATEWAY_API_KEY"),
             caller_id=reader.optional("GATEWAY_CALLER_ID"),
             amd=reader.boolean("GATEWAY_AMD", False),
+            start_timeout_s=reader.integer("GATEWAY_START_TIMEOUT_S", cls.start_timeout_s, 1, 120),
+            max_message_rate=reader.integer("GATEWAY_MAX_MESSAGE_RATE", cls.max_message_rate, 60, 100000),
+            max_message_burst=reader.integer("GATEWAY_MAX_MESSAGE_BURST", cls.max_message_burst, 100, 1000000),
+            model_connect_budget_s=reader.integer("GATEWAY_MODEL_CONNECT_BUDGET_S", 6, 0, 60),
+            fallback_say=env.get("GATEWAY_FALLBACK_SAY", cls.fallback_say).strip(),
+            fallback_dial=reader.dial("GATEWAY_FALLBACK_DIAL"),
+            tool_timeout_s=reader.integer("GATEWAY_TOOL_TIMEOUT_S", cls.tool_timeout_s, 0, 3600),
+            drain_timeout_s=reader.integer("GATEWAY_DRAIN_TIMEOUT_S", cls.drain_timeout_s, 0, 86400),
+            drain_redirect_url=reader.url("GATEWAY_DRAIN_REDIRECT_URL"),
         )
         if problems:
             raise SettingsError(problems)
         fields["audio_mode"] = AudioMode(fields["audio_mode"])
         return cls(**fields)
+
+
+#: Something Twilio can <Dial>: an E.164 number or a SIP URI.
+_DIAL = r"\+[1-9]\d{6,14}|sips?:[^\s@]+@[^\s]+"
 
 
 class _Reader:
@@ -227,6 +262,24 @@ class _Reader:
             return default
         return number
 
+    def dial(self, name: str) -> str | None:
+        """An E.164 number or a sip: URI, or None."""
+        value = self.optional(name)
+        if value is not None and not re.fullmatch(_DIAL, value):
+            self.problems.append(f"{name}: expected +E164 or sip:user@host, got {value!r}")
+            return None
+        return value
+
+    def url(self, name: str) -> str | None:
+        """An absolute http(s) URL, or None."""
+        value = self.optional(name)
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.netloc:
+                self.problems.append(f"{name}: must be an absolute http(s) URL, got {value!r}")
+                return None
+        return value
+
     def targets(self, name: str) -> tuple[tuple[str, str], ...]:
         """``name=+15551234567,desk=sip:desk@pbx.example.com``."""
         value = self.optional(name)
@@ -235,7 +288,7 @@ class _Reader:
         targets = []
         for entry in value.split(","):
             label, sep, target = (part.strip() for part in entry.partition("="))
-            if not sep or not label or not re.fullmatch(r"\+[1-9]\d{6,14}|sips?:[^\s@]+@[^\s]+", target):
+            if not sep or not label or not re.fullmatch(_DIAL, target):
                 self.problems.append(
                     f"{name}: expected name=+E164 or name=sip:user@host entries, got {entry.strip()!r}"
                 )

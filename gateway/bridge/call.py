@@ -46,7 +46,7 @@ from gateway.bridge.agents import (
 )
 from gateway.bridge.control import CallControl
 from gateway.bridge.playback import Action, Playback, SendClear, SendMark, SendMedia
-from gateway.bridge.timing import SilenceAction, SilenceMonitor
+from gateway.bridge.timing import MessageRate, SilenceAction, SilenceMonitor
 from gateway.security import TOKEN_PARAMETER, CallTokens, InvalidCallToken
 from gateway.settings import Settings
 from gateway.twilio import (
@@ -59,6 +59,7 @@ from gateway.twilio import (
     Stop,
     UnknownEvent,
 )
+from gateway.twilio.parser import DEFAULT_MAX_SIZE
 from gateway.twilio.rest import TwilioRest
 
 log = logging.getLogger("gateway.call")
@@ -84,9 +85,13 @@ CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL = 1007  # a frame that is not a valid Media Streams message
 CLOSE_POLICY = 1008  # refused: no valid call token, or no start in time
 CLOSE_INTERNAL = 1011  # the model side failed
+CLOSE_UNSUPPORTED = 1003  # a binary frame: Media Streams messages are JSON text
+CLOSE_TOO_BIG = 1009  # (sent by uvicorn itself, over ``ws_max_size``)
 
 #: How long a connected stream may take to send ``start``.
-START_TIMEOUT_S = 10.0
+#: The largest WebSocket message a stream may send (uvicorn closes with 1009 beyond it; the
+#: parser's own limit, for anyone feeding it directly). Real Twilio frames are ~300 bytes.
+MAX_MESSAGE_BYTES = DEFAULT_MAX_SIZE
 
 
 class EndReason(str, enum.Enum):
@@ -97,9 +102,20 @@ class EndReason(str, enum.Enum):
     MODEL_ENDED = "model ended the session"
     MODEL_FAILED = "model connection failed"
     PROTOCOL_ERROR = "malformed Twilio message"
+    BINARY_FRAME = "binary frame (Media Streams is JSON text)"
+    RATE_LIMITED = "message rate limit exceeded"
+    TOO_BIG = "message too big"
     REFUSED = "refused before start"
     INTERNAL_ERROR = "internal error"
     CANCELLED = "cancelled"
+
+
+class StreamLimit(Exception):
+    """The Twilio side sent what no Twilio stream sends (too much, too fast, binary)."""
+
+    def __init__(self, reason: EndReason, what: str) -> None:
+        super().__init__(f"{reason.value}: {what}")
+        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -245,6 +261,7 @@ class Call:
         self._agent_speaking = False
         self._connected_at = clock()
         self._pending_notes: list[str] = []  # system notes for the model, sent once it is ready
+        self._rate = MessageRate(settings.max_message_rate, settings.max_message_burst, clock())
 
     # --- Lifecycle -----------------------------------------------------------------------
 
@@ -320,6 +337,10 @@ class Call:
             if current is not None and current is not session:
                 await current.close()
 
+    def _peer(self) -> str:
+        client = self.websocket.client
+        return f"[peer={client.host}:{client.port}]" if client else "[peer=?]"
+
     def _end(self, reason: EndReason) -> None:
         if self._end_reason is None:
             self._end_reason = reason
@@ -330,6 +351,8 @@ class Call:
         code = {
             EndReason.PROTOCOL_ERROR: CLOSE_PROTOCOL,
             EndReason.REFUSED: CLOSE_POLICY,
+            EndReason.RATE_LIMITED: CLOSE_POLICY,
+            EndReason.BINARY_FRAME: CLOSE_UNSUPPORTED,
             EndReason.MODEL_FAILED: CLOSE_INTERNAL,
         }.get(self._end_reason, CLOSE_NORMAL)
         try:
@@ -339,18 +362,26 @@ class Call:
 
     # --- Twilio side -----------------------------------------------------------------------
 
-    async def _receive(self) -> str | bytes | None:
-        """The next Twilio frame, or None when the socket closed."""
+    async def _receive(self) -> str | None:
+        """The next Twilio frame, or None when the socket closed. Raises ``StreamLimit`` for
+        a frame no Twilio stream sends: binary, or over the message rate."""
         message = await self.websocket.receive()
         if message["type"] == "websocket.disconnect":
+            if message.get("code") == CLOSE_TOO_BIG:
+                raise StreamLimit(EndReason.TOO_BIG, f"a message over {MAX_MESSAGE_BYTES} bytes")
             return None
+        if not self._rate.allow(self.clock()):
+            raise StreamLimit(EndReason.RATE_LIMITED, f"more than {self.settings.max_message_rate} "
+                              f"messages/s (burst {self.settings.max_message_burst})")
         text = message.get("text")
-        return text if text is not None else message.get("bytes", b"")
+        if text is None:
+            raise StreamLimit(EndReason.BINARY_FRAME, "a binary frame")
+        return text
 
     async def _await_start(self) -> Start | None:
         """Read until ``start``; verify the call token before anything costs money."""
         try:
-            async with asyncio.timeout(START_TIMEOUT_S):
+            async with asyncio.timeout(self.settings.start_timeout_s):
                 while True:
                     data = await self._receive()
                     if data is None:
@@ -362,12 +393,16 @@ class Call:
                     if isinstance(message, UnknownEvent):
                         log.warning("unknown Twilio event before start: %r", message.event)
         except TimeoutError:
-            log.warning("stream refused: no start within %.0f s", START_TIMEOUT_S)
+            log.warning("%s stream refused: no start within %d s", self._peer(), self.settings.start_timeout_s)
             self._end(EndReason.REFUSED)
             return None
         except ProtocolError as exc:
-            log.warning("stream refused: %s", exc)
+            log.warning("%s stream refused before start: %s", self._peer(), exc)
             self._end(EndReason.PROTOCOL_ERROR)
+            return None
+        except StreamLimit as exc:
+            log.warning("%s stream refused before start: %s", self._peer(), exc)
+            self._end(exc.reason)
             return None
         params = dict(message.custom_parameters)
         self.log = CallLog(log, {"call_sid": message.call_sid, "stream_sid": message.stream_sid})
@@ -427,6 +462,9 @@ class Call:
         except ProtocolError as exc:
             self.log.error("ending call: %s", exc)
             self._end(EndReason.PROTOCOL_ERROR)
+        except StreamLimit as exc:
+            self.log.error("ending call: %s", exc)
+            self._end(exc.reason)
         except WebSocketDisconnect:
             self._end(EndReason.TWILIO_DISCONNECTED)
         except ConnectionClosed as exc:

@@ -1,4 +1,4 @@
-"""Sans-I/O timing of a call: silence, keypad collection, the call's maximum duration.
+"""Sans-I/O timing of a call: silence, keypad collection, the rate of incoming messages.
 
 Each object is fed what happened and when (explicit timestamps, in seconds) and says what is
 due; the ``Call`` owns the clock and the timer task. So every policy is a plain unit test.
@@ -105,3 +105,27 @@ class DigitCollector:
 
     def expired(self, now: float) -> DigitsResult | None:
         return DigitsResult(self._digits, "timeout") if now >= self.deadline() else None
+
+
+class MessageRate:
+    """A token bucket over one WebSocket's incoming messages: ``rate`` a second on average,
+    bursts of up to ``burst`` (Twilio delivers a backlog at once after a network stall: 50
+    media frames a second of stall). ``allow(now)`` takes one token; False means the peer is
+    sending faster than any Twilio stream does."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at = now
+
+    def allow(self, now: float) -> bool:
+        elapsed = max(0.0, now - self._at)
+        self._at = max(self._at, now)
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True

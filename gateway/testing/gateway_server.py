@@ -17,6 +17,8 @@ from collections.abc import Callable
 import uvicorn
 from starlette.applications import Starlette
 
+from gateway.bridge.call import MAX_MESSAGE_BYTES
+
 
 class _Server(uvicorn.Server):
     """uvicorn checks ``should_exit`` every 100 ms; a test suite stops servers all the time,
@@ -51,7 +53,8 @@ class GatewayServer:
         self.url = f"http://{self._host}:{port}"
         self.app = self._make_app(self.url)
         config = uvicorn.Config(
-            self.app, log_level="warning", ws="websockets-sansio", lifespan="on", ws_ping_interval=None
+            self.app, log_level="warning", ws="websockets-sansio", lifespan="on", ws_ping_interval=None,
+            ws_max_size=MAX_MESSAGE_BYTES,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.bridge.timing import DigitCollector, DigitsResult, SilenceAction, SilenceMonitor
+from gateway.bridge.timing import DigitCollector, DigitsResult, MessageRate, SilenceAction, SilenceMonitor
 
 
 def test_silence_checks_in_then_gives_up() -> None:
@@ -67,3 +67,23 @@ def test_digit_collector_needs_an_end() -> None:
         DigitCollector(count=None, terminator=None, timeout_s=5, now=0)
     with pytest.raises(ValueError):
         DigitCollector(count=0, terminator=None, timeout_s=5, now=0)
+
+
+def test_message_rate_allows_twilio_pace_and_a_backlog_burst_but_not_a_flood() -> None:
+    rate = MessageRate(rate=100, burst=200, now=0.0)
+    # Twilio's pace (50 media frames a second plus marks) for a minute: never refused.
+    assert all(rate.allow(k * 0.015) for k in range(4000))
+    # A stall, then its backlog delivered at once: up to the burst, still fine.
+    t = 60.0 + 3.0
+    assert all(rate.allow(t) for _ in range(200))
+    # A flood: refused once the bucket is empty, and it refills at the rate.
+    assert not rate.allow(t)
+    assert rate.allow(t + 0.0101) and not rate.allow(t + 0.0101)  # a token back after 10 ms
+    assert not rate.allow(t - 5)  # a clock that goes backwards earns nothing
+
+
+def test_message_rate_rejects_nonsense_settings() -> None:
+    with pytest.raises(ValueError):
+        MessageRate(rate=0, burst=10, now=0)
+    with pytest.raises(ValueError):
+        MessageRate(rate=10, burst=0, now=0)
