@@ -4,7 +4,7 @@ A ``PhoneSystem`` is a whole phone system on 127.0.0.1 for one test: a fake Twil
 call handling), the local OpenAI Realtime server playing your script, and the gateway (real
 uvicorn, real Agents SDK) running your agent. A ``PhoneCall`` is the person on the phone::
 
-    from gateway.testing import Reply, ToolCall, When
+    from gateway.testing import Reply, ToolCall, ToolUse, When
 
     async def test_refund(phone_system):
         phone = await phone_system(agent=support_agent, script=[
@@ -174,6 +174,9 @@ class PhoneSystem:
             "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
             "TWILIO_API_BASE_URL": self.twilio.base_url,
             "GATEWAY_API_KEY": self.api_key,
+            # A call at ``speed`` sends its 50 frames a second ``speed`` times as fast.
+            "GATEWAY_MAX_MESSAGE_RATE": str(int(200 * max(1.0, self.speed))),
+            "GATEWAY_MAX_MESSAGE_BURST": str(int(500 * max(1.0, self.speed))),
             **self.settings,
         }
         if self.realtime is not None:
@@ -461,8 +464,9 @@ class PhoneCall:
     @property
     def transcript(self) -> list[tuple[str, str]]:
         """The conversation as the session's history holds it: ("user" | "assistant", text)
-        for each message with text, in order. A reply cut by a barge-in keeps no text (the
-        model drops what the caller did not hear)."""
+        for each message with text, in order. A reply cut by a barge-in keeps its whole text
+        here (the SDK's history keeps the transcript it received); the model itself drops the
+        unheard part (``call.model.items[item_id]``, and ``call.model.truncations``)."""
         record = self.record
         if record is None:
             return []

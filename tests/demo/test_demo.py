@@ -76,8 +76,7 @@ async def test_call_wav_has_the_caller_left_and_the_agent_as_heard_right(demo) -
     first = call.caller.utterances[0]
     assert rms(left, first.start, first.end) > 1000  # the caller's words, where they said them
     assert rms(left, 0, first.start) == 0  # silence before
-    greeting = call.caller.heard_segments()[0]
-    assert rms(right, greeting.start, greeting.end) > 1000
+    assert rms(right, 0, first.start) > 500  # the greeting, before the caller spoke
     # The cut at the barge-in is audible: the agent's channel goes silent at the clear.
     clear = call.caller.clears[0]
     assert rms(right, clear - 0.5, clear) > 500

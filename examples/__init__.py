@@ -1,0 +1,1 @@
+"""Example agents for the gateway (importable from the repository root as ``examples.*``)."""

@@ -1,0 +1,1 @@
+"""Bella's Trattoria: a restaurant booking line (see README.md)."""
