@@ -35,6 +35,7 @@ from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
 from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord, DigitHandler, EventHook
+from gateway.bridge.control import dial_verb
 from gateway.security import TOKEN_PARAMETER, CallTokens, TwilioSignatures
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest, TwilioRestError
@@ -98,6 +99,13 @@ class Gateway:
         connect.append(stream)
         response = VoiceResponse()
         response.append(connect)
+        # Twilio goes on to the next verbs when the stream ends without the call ending: the
+        # gateway closes it that way only when the model cannot be reached (a hang-up ends
+        # the call over REST, a transfer replaces the TwiML).
+        if self.settings.fallback_say:
+            response.say(self.settings.fallback_say)
+        if self.settings.fallback_dial:
+            response.append(dial_verb(self.settings.fallback_dial))
         return str(response)
 
     def _webhook_signed(self, request: Request, params: dict[str, str]) -> bool:

@@ -69,3 +69,61 @@ async def agent_for_call(source: AgentSource, info: CallInfo) -> RealtimeAgent:
     if not isinstance(agent, RealtimeAgent):
         raise TypeError(f"agent factory returned {type(agent).__name__}, expected a RealtimeAgent")
     return agent
+
+
+#: Set on a tool's invoker once guarded, so that a tool shared by many calls and agents is
+#: wrapped once.
+_GUARDED = "__gateway_guarded_tool__"
+#: What the model hears when a tool fails: enough to tell the caller, nothing to retry blindly.
+TOOL_FAILED = "The tool {name} failed ({error}). Tell the caller it could not be done right now."
+TOOL_TIMED_OUT = ("The tool {name} did not finish within {seconds:g} s and was stopped. Tell the "
+                  "caller it could not be done right now.")
+
+
+def guard_tools(agent: RealtimeAgent, timeout_s: float, *, exempt: frozenset[str] = frozenset(),
+                log: Any = None) -> None:
+    """Make the function tools of ``agent`` (and of the agents it hands off to) safe for a
+    live call: a tool that raises returns its error to the model as the tool's result, and one
+    that runs past ``timeout_s`` (0: no limit) returns a timeout error instead, so the call
+    goes on either way. Tools named in ``exempt`` (the gateway's own, which keep their own
+    time) and tools with their own SDK ``timeout_seconds`` keep their timing.
+
+    The SDK applies ``timeout_seconds`` only to async tools (agents/tool.py); a sync tool runs
+    in a worker thread, which a timeout abandons rather than stops.
+    """
+    from agents import FunctionTool
+
+    seen: set[int] = set()
+    pending = [agent]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for tool in current.tools:
+            if isinstance(tool, FunctionTool) and not getattr(tool.on_invoke_tool, _GUARDED, False):
+                limit = None if tool.name in exempt or tool.timeout_seconds else (timeout_s or None)
+                tool.on_invoke_tool = _guarded(tool.name, tool.on_invoke_tool, limit, log)
+        pending.extend(h for h in current.handoffs if isinstance(h, RealtimeAgent))
+
+
+def _guarded(name: str, invoke: Callable[..., Awaitable[Any]], timeout_s: float | None, log: Any):
+    import asyncio
+    import logging
+
+    logger = log or logging.getLogger("gateway.tools")
+
+    async def guarded(ctx: Any, arguments: str) -> Any:
+        try:
+            if timeout_s is None:
+                return await invoke(ctx, arguments)
+            return await asyncio.wait_for(invoke(ctx, arguments), timeout_s)
+        except asyncio.TimeoutError:
+            logger.warning("tool %s timed out after %g s; the model is told", name, timeout_s)
+            return TOOL_TIMED_OUT.format(name=name, seconds=timeout_s)
+        except Exception as exc:
+            logger.warning("tool %s raised %s: %s; the model is told", name, type(exc).__name__, exc)
+            return TOOL_FAILED.format(name=name, error=f"{type(exc).__name__}: {exc}")
+
+    setattr(guarded, _GUARDED, True)
+    return guarded

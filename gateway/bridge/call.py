@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import enum
 import inspect
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +44,7 @@ from gateway.bridge.agents import (
     AgentSource,
     CallInfo,
     agent_for_call,
+    guard_tools,
     load_agent_source,
 )
 from gateway.bridge.control import CallControl
@@ -87,6 +90,15 @@ CLOSE_POLICY = 1008  # refused: no valid call token, or no start in time
 CLOSE_INTERNAL = 1011  # the model side failed
 CLOSE_UNSUPPORTED = 1003  # a binary frame: Media Streams messages are JSON text
 CLOSE_TOO_BIG = 1009  # (sent by uvicorn itself, over ``ws_max_size``)
+#: The gateway's own tools (gateway.tools): they keep their own timing (a goodbye heard, a
+#: keypad timeout), so the tool timeout does not apply to them.
+GATEWAY_TOOLS = frozenset({"hang_up", "transfer_call", "collect_digits"})
+#: Model connection retries: the first pause, and the most any pause grows to (doubling).
+CONNECT_BACKOFF_S = (0.25, 2.0)
+#: One connection attempt gets at most this long (a hung handshake must leave budget for a
+#: retry), and however little of the budget is left, at least the minimum.
+CONNECT_ATTEMPT_S = 2.5
+CONNECT_MIN_ATTEMPT_S = 1.0
 
 #: How long a connected stream may take to send ``start``.
 #: The largest WebSocket message a stream may send (uvicorn closes with 1009 beyond it; the
@@ -108,6 +120,13 @@ class EndReason(str, enum.Enum):
     REFUSED = "refused before start"
     INTERNAL_ERROR = "internal error"
     CANCELLED = "cancelled"
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a refused WebSocket handshake (websockets' ``InvalidStatus``)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 class StreamLimit(Exception):
@@ -144,6 +163,7 @@ class CallRecord:
     stale_echoes: int = 0  # mark echoes after a clear (cleared, not played)
     dropped_audio_bytes: int = 0  # model audio of interrupted items, never sent
     rollovers: int = 0  # moves to a fresh model session (session lifetime limit)
+    reconnects: int = 0  # new model sessions after the connection failed mid-call
 
     def note(self, kind: str, **fields: Any) -> None:
         self.events.append({"t": round(time.time() - self.started_at, 3), "event": kind, **fields})
@@ -277,11 +297,10 @@ class Call:
                 self._end(EndReason.INTERNAL_ERROR)
                 return self.record
             self.record.agent = agent.name
-            runner = RealtimeRunner(agent, config=RealtimeRunConfig(async_tool_calls=True))
-            session = await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
+            guard_tools(agent, self.settings.tool_timeout_s, exempt=GATEWAY_TOOLS, log=self.log)
             twilio_task = asyncio.create_task(self._read_twilio(), name=f"twilio-{self.info.call_sid}")
             try:
-                await self._converse(session, twilio_task)
+                await self._converse(agent, twilio_task)
             finally:
                 if not twilio_task.done():
                     twilio_task.cancel()
@@ -305,11 +324,9 @@ class Call:
                 )
         return self.record
 
-    async def _converse(self, session: RealtimeSession, twilio_task: asyncio.Task[None]) -> None:
-        try:
-            await session.__aenter__()
-        except Exception as exc:  # refused, timeout, 401, 429: the caller must not hang on
-            self.log.error("model connection failed: %s: %s", type(exc).__name__, exc)
+    async def _converse(self, agent: RealtimeAgent, twilio_task: asyncio.Task[None]) -> None:
+        session = await self._connect(agent)
+        if session is None:  # the caller must not hang on: closing the stream runs the fallback
             self._end(EndReason.MODEL_FAILED)
             return
         self.session = session
@@ -336,6 +353,72 @@ class Call:
             await session.close()
             if current is not None and current is not session:
                 await current.close()
+
+    async def _new_session(self, agent: RealtimeAgent) -> RealtimeSession:
+        runner = RealtimeRunner(agent, config=RealtimeRunConfig(async_tool_calls=True))
+        return await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
+
+    async def _connect(self, agent: RealtimeAgent) -> RealtimeSession | None:
+        """A connected session, retried with backoff within ``model_connect_budget_s``
+        (refused, timed out, 429, 5xx); None once the budget is spent, at once for a refused
+        key (401/403: retrying cannot help), or when the caller has gone."""
+        deadline = self.clock() + self.settings.model_connect_budget_s
+        delay = CONNECT_BACKOFF_S[0]
+        for attempt in itertools.count(1):
+            session = await self._new_session(agent)
+            try:
+                remaining = deadline - self.clock()
+                timeout = max(min(remaining, CONNECT_ATTEMPT_S), CONNECT_MIN_ATTEMPT_S)
+                await asyncio.wait_for(session.__aenter__(), timeout)
+                if attempt > 1:
+                    self.log.info("model connected on attempt %d", attempt)
+                return session
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await session.close()
+                status = _http_status(exc)
+                retry = status not in (401, 403) and not self._twilio_gone() and self._end_reason is None
+                self.log.warning("model connection attempt %d failed: %s%s", attempt,
+                                 f"HTTP {status}" if status else type(exc).__name__, f" ({exc})" if str(exc) else "")
+                if not retry or self.clock() + delay >= deadline:
+                    self.log.error("could not reach the model after %d attempt(s); the caller gets the fallback",
+                                   attempt)
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, CONNECT_BACKOFF_S[1])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _seed(self, session: RealtimeSession) -> None:
+        """Give a fresh session the conversation so far."""
+        for item in self._history_items():
+            await session.model.send_event(RealtimeModelSendRawMessage(
+                message={"type": "conversation.item.create", "other_data": {"item": item}}))
+
+    async def _reconnect(self, failure: str) -> bool:
+        """The model's socket failed mid-call: connect again (within the budget), carry the
+        conversation over and go on. Caller audio is buffered meanwhile."""
+        started = self.clock()
+        self._ready = False
+        self.log.error("model session failed mid-call (%s); reconnecting", failure)
+        old = self.session
+        new = await self._connect(self.current_agent)
+        if new is None:
+            return False
+        try:
+            await self._seed(new)
+        except Exception as exc:
+            self.log.error("reconnected, but could not restore the conversation: %s", exc)
+            await new.close()
+            return False
+        self.session = new
+        self.playback.interrupt()  # the old session's items are gone with it
+        with contextlib.suppress(Exception):
+            await old.close()
+        await self._flush_buffer()
+        self.record.reconnects += 1
+        self.note_control("model_reconnected", seconds=round(self.clock() - started, 3))
+        self.log.info("model reconnected in %.0f ms; the conversation goes on", 1000 * (self.clock() - started))
+        return True
 
     def _peer(self) -> str:
         client = self.websocket.client
@@ -453,7 +536,10 @@ class Call:
                 elif isinstance(message, Mark):
                     self._mark_echoed(message.name)
                 elif isinstance(message, Dtmf):
-                    await self._digit(message.digit)
+                    try:
+                        await self._digit(message.digit)
+                    except ConnectionClosed:  # the model's socket failed; the reader reconnects
+                        self.log.warning("keypress %s lost: the model connection dropped", message.digit)
                 elif isinstance(message, Stop):
                     self._end(EndReason.CALLER_HUNG_UP)
                     return
@@ -467,18 +553,7 @@ class Call:
             self._end(exc.reason)
         except WebSocketDisconnect:
             self._end(EndReason.TWILIO_DISCONNECTED)
-        except ConnectionClosed as exc:
-            # Sending caller audio found the model's socket closed (the session task may not
-            # have seen it yet): classify it the same way.
-            self._model_closed(exc)
 
-    def _model_closed(self, exc: ConnectionClosed) -> None:
-        if isinstance(exc, ConnectionClosedOK):
-            self.log.info("model ended the session")
-            self._end(EndReason.MODEL_ENDED)
-        else:
-            self.log.error("model session failed: %s", exc)
-            self._end(EndReason.MODEL_FAILED)
 
     async def _caller_audio(self, payload: bytes) -> None:
         self.record.frames_in += 1
@@ -487,11 +562,13 @@ class Call:
             session = self.session
             try:
                 await session.send_audio(audio)
+                return
             except ConnectionClosed:
-                if session is self.session:
-                    raise
-                # In flight to a session just rolled over and closed: one 20 ms frame lost.
-            return
+                if session is not self.session:
+                    return  # in flight to a session just rolled over and closed: 20 ms lost
+                # The model's socket failed: keep the audio for the reconnected session (the
+                # session reader sees the failure and reconnects, or ends the call).
+                self._ready = False
         if len(self._buffer) >= self._buffer_limit:
             self._buffer.popleft()
             self.record.buffered_dropped += 1
@@ -651,13 +728,10 @@ class Call:
             return False
         started = self.clock()
         old = self.session
-        runner = RealtimeRunner(self.current_agent, config=RealtimeRunConfig(async_tool_calls=True))
-        new = await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
+        new = await self._new_session(self.current_agent)
         try:
             await new.__aenter__()
-            for item in self._history_items():
-                await new.model.send_event(RealtimeModelSendRawMessage(
-                    message={"type": "conversation.item.create", "other_data": {"item": item}}))
+            await self._seed(new)
         except Exception as exc:
             self.log.error("session rollover failed, staying on the current session: %s: %s", type(exc).__name__, exc)
             await new.close()
@@ -717,6 +791,26 @@ class Call:
             self.log.exception("the on_event hook failed on %s", event.type)
 
     async def _read_session(self) -> None:
+        """Handle session events until the session ends: cleanly (the call ends), or by a
+        failure (reconnect and go on, or end the call if that fails)."""
+        while True:
+            failure = await self._read_until_end()
+            if self._end_reason is not None or self._twilio_gone():
+                # The call is already over (stop, or the socket went): sends fail, nothing to do.
+                self._end(EndReason.TWILIO_DISCONNECTED)
+                return
+            if failure is None:
+                self.log.info("model ended the session")
+                self._end(EndReason.MODEL_ENDED)
+                return
+            if not await self._reconnect(failure):
+                self._end(EndReason.MODEL_FAILED)
+                return
+
+    async def _read_until_end(self) -> str | None:
+        """Read sessions (following rollovers) until one ends: None if it ended cleanly, else
+        what failed."""
+        self._model_exception = None
         try:
             debug = self.log.isEnabledFor(logging.DEBUG)
             while True:
@@ -735,26 +829,15 @@ class Call:
                 if self.session is session:
                     break
                 # Rolled over to a new session (the old one was closed): read the new one.
-            if self._model_exception is not None:
-                # The SDK's iterator checks "closing and queue empty" before its stored
-                # exception (agents/realtime/session.py, __aiter__), so a failed transport can
-                # end iteration quietly if the session is closing; the raw exception event the
-                # SDK emitted first still tells a failure from a clean end.
-                self.log.error("model session failed: %s", self._model_exception)
-                self._end(EndReason.MODEL_FAILED)
-            else:
-                self.log.info("model ended the session")
-                self._end(EndReason.MODEL_ENDED)
-        except Exception as exc:
-            if self._end_reason is not None or self._twilio_gone():
-                # The call is already over (stop, or the socket went): sends fail, nothing to do.
-                self._end(EndReason.TWILIO_DISCONNECTED)
-                return
-            if isinstance(exc, ConnectionClosed):  # the SDK raises on an abnormal close
-                self._model_closed(exc)
-                return
-            self.log.error("model session failed: %s: %s", type(exc).__name__, exc)
-            self._end(EndReason.MODEL_FAILED)
+        except ConnectionClosedOK:
+            return None
+        except Exception as exc:  # the SDK raises on an abnormal close
+            return f"{type(exc).__name__}: {exc}"
+        # The SDK's iterator checks "closing and queue empty" before its stored exception
+        # (agents/realtime/session.py, __aiter__), so a failed transport can end iteration
+        # quietly if the session is closing; the raw exception event the SDK emitted first
+        # still tells a failure from a clean end.
+        return self._model_exception
 
     def _twilio_gone(self) -> bool:
         return WebSocketState.DISCONNECTED in (self.websocket.client_state, self.websocket.application_state)
@@ -822,6 +905,7 @@ class Call:
         # base settings, so voice and audio formats stay as they were.
         self.record.agent = event.to_agent.name
         self.current_agent = event.to_agent
+        guard_tools(event.to_agent, self.settings.tool_timeout_s, exempt=GATEWAY_TOOLS, log=self.log)
         self.log.info("handoff: %s -> %s", event.from_agent.name, event.to_agent.name)
         self.record.note("handoff", from_agent=event.from_agent.name, to_agent=event.to_agent.name)
 

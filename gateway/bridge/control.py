@@ -38,6 +38,16 @@ log = logging.getLogger("gateway.control")
 HEARD_TIMEOUT_S = 30.0
 
 
+def dial_verb(target: str) -> Dial:
+    """``<Dial>`` to an E.164 number or a SIP URI."""
+    verb = Dial()
+    if target.startswith("sip"):
+        verb.sip(target)
+    else:
+        verb.number(target)
+    return verb
+
+
 class CallControl:
     def __init__(self, call: Call, rest: TwilioRest | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.call = call
@@ -173,12 +183,7 @@ class CallControl:
         self.ending = "transfer"
         await self._tool_words_heard("transfer_call", until_uninterrupted=True)
         response = VoiceResponse()
-        dial_verb = Dial()
-        if dial.startswith("sip"):
-            dial_verb.sip(dial)
-        else:
-            dial_verb.number(dial)
-        response.append(dial_verb)
+        response.append(dial_verb(dial))
         self.call.note_control("transfer", target=dial)
         self.call.mark_transferred()
         log.info("%s transferring to %s", self.call.log_prefix, dial)

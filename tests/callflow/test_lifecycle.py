@@ -83,9 +83,11 @@ async def test_stop_ends_the_call_and_closes_the_model_session(start_gateway) ->
     (1011, EndReason.MODEL_FAILED, CLOSE_INTERNAL),
 ])
 async def test_the_model_ending_the_session_ends_the_call_cleanly(start_gateway, code, reason, close_code) -> None:
-    async with start_gateway([Reply("hi", duration_ms=300)]) as (gateway, realtime):
+    # (A failed session is reconnected first: see test_faults. Here reconnecting fails too.)
+    async with start_gateway([Reply("hi", duration_ms=300)], GATEWAY_MODEL_CONNECT_BUDGET_S="0") as (gateway, realtime):
         caller = await place_call(gateway, speed=4)
         await caller.wait_heard(300)
+        realtime.fail_next(503)
         await realtime.connections[0].close(code)
         await caller.wait_closed(timeout=5)
         await finished(gateway)

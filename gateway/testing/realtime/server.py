@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -75,6 +76,8 @@ class RealtimeServer:
         self.errors: list[BaseException] = []
         """Internal errors of any connection (``close()`` raises the first one)."""
         self._server: Server | None = None
+        self._failures: collections.deque[int | str] = collections.deque()
+        self.handshakes_failed = 0
         self._changes = Changes()
         self.host = ""
         self.port = 0
@@ -129,7 +132,23 @@ class RealtimeServer:
             lambda: self.connections[index] if len(self.connections) > index else None,
             timeout=timeout, what=f"connection #{index}")
 
-    def _check_auth(self, connection: ServerConnection, request: Request) -> Response | None:
+    def fail_next(self, *failures: int | str) -> None:
+        """Make the next handshakes fail, one failure each, in order: an HTTP status (e.g.
+        429, 500: refused with it) or ``"hang"`` (accepted by TCP, never answered: the
+        client's timeout). For fault tests; ``handshakes_failed`` counts them."""
+        for failure in failures:
+            if failure != "hang" and not (isinstance(failure, int) and 400 <= failure <= 599):
+                raise ValueError(f"a failure is an HTTP error status or 'hang', not {failure!r}")
+        self._failures.extend(failures)
+
+    async def _check_auth(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self._failures:
+            failure = self._failures.popleft()
+            self.handshakes_failed += 1
+            if failure == "hang":
+                await asyncio.Event().wait()  # until the client gives up (or the server closes)
+            status = HTTPStatus(failure)
+            return connection.respond(status, f"{status.phrase} (injected by the test)\n")
         if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
             return None
         return connection.respond(HTTPStatus.UNAUTHORIZED, "Incorrect API key provided.\n")
