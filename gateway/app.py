@@ -74,6 +74,8 @@ class Gateway:
         self._early_amd: collections.OrderedDict[str, str] = collections.OrderedDict()
         #: Records of the most recent finished calls (refused streams included).
         self.finished: collections.deque[CallRecord] = collections.deque(maxlen=RECENT_CALLS)
+        #: Set by ``drain()`` (SIGTERM): no new calls; the ones in progress go on.
+        self.draining = False
 
     # --- POST /twilio/voice ---------------------------------------------------------------
 
@@ -84,12 +86,47 @@ class Gateway:
         call_sid = params.get("CallSid", "")
         if not call_sid:
             return PlainTextResponse("missing CallSid", status_code=400)
+        if self.draining:
+            return self._turn_away(call_sid)
         parameters = {"callSid": call_sid, "from": params.get("From", ""), "to": params.get("To", "")}
         parameters[TOKEN_PARAMETER] = self.tokens.issue(
             call_sid, parameters, now=time.time(), ttl_s=self.settings.call_token_ttl_s
         )
         log.info("[call=%s] incoming call from %s to %s", call_sid, parameters["from"] or "?", parameters["to"] or "?")
         return Response(self.stream_twiml(parameters), media_type="application/xml")
+
+    def _turn_away(self, call_sid: str) -> Response:
+        """A new call while draining: send it to another instance, or 503 (Twilio then uses the
+        number's fallback URL, or plays its error message)."""
+        url = self.settings.drain_redirect_url
+        if url is None:
+            log.info("[call=%s] draining: new call refused with 503", call_sid)
+            return PlainTextResponse("draining", status_code=503, headers={"Retry-After": "30"})
+        log.info("[call=%s] draining: new call redirected to %s", call_sid, url)
+        response = VoiceResponse()
+        response.redirect(url, method="POST")
+        return Response(str(response), media_type="application/xml")
+
+    async def drain(self, timeout_s: float, poll_s: float = 0.1) -> int:
+        """Stop taking calls; wait for the calls in progress to end, at most ``timeout_s``.
+        Returns how many are still going (they end with the process)."""
+        self.draining = True
+        log.warning("draining: not taking new calls; %d in progress; waiting up to %.0f s",
+                    len(self.calls), timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while self.calls and time.monotonic() < deadline:
+            await asyncio.sleep(poll_s)
+        if self.calls:
+            log.warning("drain timeout: %d call(s) still in progress end now", len(self.calls))
+        else:
+            log.warning("drained: no calls in progress")
+        return len(self.calls)
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness (for the load balancer): 503 from the moment the gateway drains."""
+        if self.draining:
+            return JSONResponse({"status": "draining", "active_calls": len(self.calls)}, status_code=503)
+        return JSONResponse({"status": "ready", "active_calls": len(self.calls)})
 
     def stream_twiml(self, parameters: dict[str, str]) -> str:
         stream = Stream(url=self.settings.stream_url)
@@ -214,6 +251,8 @@ class Gateway:
     async def place_call(self, request: Request) -> Response:
         if not self._authorized(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if self.draining:
+            return JSONResponse({"error": "draining: place the call on another instance"}, status_code=503)
         try:
             body = json.loads(await request.body() or b"{}")
             if not isinstance(body, dict):
@@ -321,6 +360,7 @@ def create_app(
             Route("/calls", gateway.list_calls, methods=["GET"]),
             WebSocketRoute("/twilio/media", gateway.media_stream),
             Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/readyz", gateway.readyz, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

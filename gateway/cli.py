@@ -133,6 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.bridge.call import MAX_MESSAGE_BYTES
+    from gateway.serving import DrainingServer
     from gateway.settings import Settings, SettingsError
 
     try:
@@ -142,8 +143,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), ws="websockets-sansio",
-                ws_max_size=MAX_MESSAGE_BYTES)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
+                            ws="websockets-sansio", ws_max_size=MAX_MESSAGE_BYTES)
+    DrainingServer(config, app.state.gateway, settings.drain_timeout_s).run()
     return 0
 
 
