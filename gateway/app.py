@@ -35,6 +35,7 @@ from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
 from gateway.bridge.call import CLOSE_POLICY, Call, CallRecord, DigitHandler, EventHook
+from gateway.bridge import sdk
 from gateway.bridge.control import dial_verb
 from gateway.security import TOKEN_PARAMETER, CallTokens, TwilioSignatures
 from gateway.settings import Settings
@@ -346,6 +347,7 @@ def create_app(
                 "!!! GATEWAY_INSECURE_SKIP_SIGNATURE is on: Twilio signatures are NOT checked. "
                 "Anyone who finds this URL can place calls on your model account. Local development only. !!!"
             )
+        sdk.prepare()  # the SDK's one-off costs now, not in the first calls (gateway.bridge.sdk)
         try:
             yield
         finally:

@@ -37,6 +37,7 @@ test can find it with ``gateway.audio.measure.amplitude_at(samples, rate, tone_h
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -81,6 +82,7 @@ _OVERTONES = ((2, 0.35), (3, 0.15))  # (harmonic, level relative to the fundamen
 _FADE_MS = 5  # raised-cosine fade in and out: no click at either end
 
 
+@functools.lru_cache(maxsize=64)  # scripts repeat their replies; a long one costs ~1 ms/s
 def synthesize_voice(duration_ms: int, tone_hz: float = DEFAULT_TONE_HZ,
                      rate: int = MODEL_RATE) -> bytes:
     """PCM16 of a soft voiced-like tone: ``tone_hz`` plus overtones, faded in and out."""
