@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 
@@ -232,11 +233,22 @@ class Gateway:
 
     async def _signed_form(self, request: Request) -> dict[str, str] | Response:
         """A Twilio webhook's form parameters, or the response refusing the request."""
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BYTES:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
             return PlainTextResponse("request body too large", status_code=413)
-        form = await request.form()
-        params = {key: str(value) for key, value in form.items()}
+        body = bytearray()
+        async for chunk in request.stream():  # never buffer more than the limit
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BYTES:
+                return PlainTextResponse("request body too large", status_code=413)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":  # what Twilio sends, and nothing else
+            return PlainTextResponse("expected application/x-www-form-urlencoded", status_code=415)
+        try:
+            pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError):
+            return PlainTextResponse("malformed form body", status_code=400)
+        params = dict(pairs)
         if not self._webhook_signed(request, params):
             return PlainTextResponse("invalid Twilio signature", status_code=403)
         return params

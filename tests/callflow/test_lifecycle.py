@@ -78,6 +78,20 @@ async def test_stop_ends_the_call_and_closes_the_model_session(start_gateway) ->
     assert gateway_of(gateway).finished[-1].end_reason is EndReason.CALLER_HUNG_UP
 
 
+async def test_a_dropped_twilio_socket_closes_the_session_and_keeps_the_record(start_gateway) -> None:
+    async with start_gateway([Reply("hi there", duration_ms=500)]) as (gateway, realtime):
+        caller = await place_call(gateway, speed=4)
+        await caller.wait_heard(500)
+        conn = realtime.connections[0]
+        await caller.hang_up(send_stop=False)  # the socket just goes: no stop
+        record = await finished(gateway)
+        await conn.wait_until(lambda: conn.closed, timeout=5)  # no model minutes burnt after
+    assert record.end_reason is EndReason.TWILIO_DISCONNECTED
+    assert record.call_sid == caller.call_sid and record.frames_in > 0 and record.ended_at is not None
+    assert [item["text"] for item in record.transcript if item.get("role") == "assistant"] == ["hi there"]
+    assert gateway_of(gateway).calls == {}
+
+
 @pytest.mark.parametrize(("code", "reason", "close_code"), [
     (1000, EndReason.MODEL_ENDED, 1000),
     (1011, EndReason.MODEL_FAILED, CLOSE_INTERNAL),

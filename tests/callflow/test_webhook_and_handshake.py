@@ -135,3 +135,30 @@ async def test_oversized_webhook_bodies_are_refused_with_413(start_gateway, path
         async with httpx.AsyncClient() as client:
             response = await client.post(gateway.url + path, data={**FORM, "Padding": "x" * 70_000})
     assert response.status_code == 413
+
+
+async def test_an_oversized_body_without_a_length_is_cut_off_at_the_limit(start_gateway) -> None:
+    async def chunks():
+        for _ in range(100):  # 100 x 8 KB, streamed (chunked): far past the 64 KB limit
+            yield b"x" * 8192
+
+    async with start_gateway() as (gateway, _):
+        async with httpx.AsyncClient() as client:
+            response = await client.post(gateway.url + "/twilio/voice", content=chunks(),
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(("content_type", "body", "status"), [
+    ("application/json", b'{"CallSid": "CA1"}', 415),
+    ("multipart/form-data; boundary=x", b"--x\r\n\r\n--x--", 415),
+    ("", b"CallSid=CA1", 415),
+    ("application/x-www-form-urlencoded", b"CallSid=\xff\xfe", 400),  # not UTF-8
+])
+async def test_malformed_webhook_bodies_are_refused(start_gateway, content_type, body, status) -> None:
+    async with start_gateway() as (gateway, realtime):
+        async with httpx.AsyncClient() as client:
+            response = await client.post(gateway.url + "/twilio/voice", content=body,
+                                         headers={"Content-Type": content_type} if content_type else {})
+    assert response.status_code == status
+    assert realtime.connections == []
