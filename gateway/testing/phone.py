@@ -327,9 +327,11 @@ class PhoneCall:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TimeoutError(f"gave up after {timeout} s waiting for the agent to speak and finish")
+                raise self._gave_up(timeout)
             try:
                 await caller.wait_agent_silent(quiet_ms, timeout=remaining, after=self._since)
+            except TimeoutError:
+                raise self._gave_up(timeout) from None
             except CallEnded:
                 if not any(s.end > self._since for s in caller.heard_segments()):
                     raise  # hung up on, with nothing said
@@ -357,6 +359,13 @@ class PhoneCall:
                 raise TimeoutError(f"the gateway did not finish call {self.call_sid} within {timeout} s")
             await asyncio.sleep(_POLL_S)
         return record
+
+    def _gave_up(self, timeout: float) -> TimeoutError:
+        """A timeout that says what the gateway saw go wrong (a tool the agent lacks, a model
+        error), which is usually why the agent never finished."""
+        errors = [e.get("error", "") for e in self.events if e["event"] == "error"]
+        why = f"; the call's errors: {errors[-3:]}" if errors else ""
+        return TimeoutError(f"gave up after {timeout} s waiting for the agent to speak and finish{why}")
 
     def _acted(self, t: float) -> None:
         self._since = t

@@ -116,3 +116,10 @@ async def test_listen_times_out_when_the_agent_never_speaks(phone_system) -> Non
     call = await phone.call()
     with pytest.raises(TimeoutError, match="the agent to speak"):
         await call.listen(timeout=0.3)
+
+
+async def test_a_listen_that_times_out_says_what_went_wrong(phone_system) -> None:
+    phone = await phone_system(agent=AGENT, script=[ToolCall("no_such_tool", {})])
+    call = await phone.call()
+    with pytest.raises(TimeoutError, match="no_such_tool"):
+        await call.listen(timeout=1.5)
