@@ -117,8 +117,9 @@ def _guarded(name: str, invoke: Callable[..., Awaitable[Any]], timeout_s: float 
         try:
             if timeout_s is None:
                 return await invoke(ctx, arguments)
-            return await asyncio.wait_for(invoke(ctx, arguments), timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s):
+                return await invoke(ctx, arguments)
+        except TimeoutError:
             logger.warning("tool %s timed out after %g s; the model is told", name, timeout_s)
             return TOOL_TIMED_OUT.format(name=name, seconds=timeout_s)
         except Exception as exc:

@@ -369,7 +369,8 @@ class Call:
             try:
                 remaining = deadline - self.clock()
                 timeout = max(min(remaining, CONNECT_ATTEMPT_S), CONNECT_MIN_ATTEMPT_S)
-                await asyncio.wait_for(session.__aenter__(), timeout)
+                async with asyncio.timeout(timeout):
+                    await session.__aenter__()
                 if attempt > 1:
                     self.log.info("model connected on attempt %d", attempt)
                 return session
@@ -682,7 +683,8 @@ class Call:
             self._timer_wake.clear()
             timeout = max(0.0, min(deadlines) - self.clock()) if deadlines else None
             try:
-                await asyncio.wait_for(self._timer_wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                    await self._timer_wake.wait()
             except TimeoutError:
                 pass
             now = self.clock()

@@ -121,7 +121,8 @@ class CallControl:
                 return False
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: it can swallow a cancel on 3.11
+                    await self._changed.wait()
             except TimeoutError:
                 return predicate()
         return True

@@ -28,12 +28,19 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.exit_requested = asyncio.Event()
 
+    @contextlib.contextmanager
+    def capture_signals(self):  # noqa: ANN201 - uvicorn's hook
+        """An in-process test server leaves the process's signals alone (uvicorn would take
+        SIGINT and SIGTERM for itself, so Ctrl-C or a CI timeout could not stop the tests)."""
+        yield
+
     async def main_loop(self) -> None:
         counter = 0
         while not await self.on_tick(counter):
             counter = (counter + 1) % 864000
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.exit_requested.wait(), 0.1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await self.exit_requested.wait()
 
 
 class GatewayServer:

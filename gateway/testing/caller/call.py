@@ -428,7 +428,8 @@ class TwilioCaller:
                 delay = min(delay, self.clock.real_delay(at) + 1e-4)
             changed = self._changed
             try:
-                await asyncio.wait_for(changed.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can swallow a cancel
+                    await changed.wait()
             except TimeoutError:
                 pass
 
@@ -514,7 +515,8 @@ class TwilioCaller:
             deadline = self.playout.next_deadline()
             timeout = None if deadline is None else self.clock.real_delay(deadline)
             try:
-                await asyncio.wait_for(self._playout_changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._playout_changed.wait()
             except TimeoutError:
                 pass
 

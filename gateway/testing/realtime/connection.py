@@ -329,8 +329,9 @@ class RealtimeConnection:
     async def _flush(self, timeout: float = 5.0) -> None:
         if not self.closed:
             try:
-                await asyncio.wait_for(self._outbox.join(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await self._outbox.join()
+            except TimeoutError:
                 self._log.warning("connection %d: outbox not drained in %s s", self.index, timeout)
 
     def _fail(self, exc: BaseException, *, close: bool = True) -> None:

@@ -187,8 +187,9 @@ class ResponseStream:
             await asyncio.sleep(0)
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        except TimeoutError:
             pass
 
     def _close_message(self, status: str) -> None:

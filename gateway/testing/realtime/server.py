@@ -77,6 +77,7 @@ class RealtimeServer:
         """Internal errors of any connection (``close()`` raises the first one)."""
         self._server: Server | None = None
         self._failures: collections.deque[int | str] = collections.deque()
+        self._closing = asyncio.Event()
         self.handshakes_failed = 0
         self._changes = Changes()
         self.host = ""
@@ -103,6 +104,7 @@ class RealtimeServer:
     async def close(self) -> None:
         """Close every connection (1001) and stop listening. Raises ``RealtimeServerError``
         if any connection failed inside the server."""
+        self._closing.set()  # hung handshakes end now
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -146,7 +148,8 @@ class RealtimeServer:
             failure = self._failures.popleft()
             self.handshakes_failed += 1
             if failure == "hang":
-                await asyncio.Event().wait()  # until the client gives up (or the server closes)
+                await self._closing.wait()  # until the client gives up, or the server closes
+                failure = HTTPStatus.SERVICE_UNAVAILABLE
             status = HTTPStatus(failure)
             return connection.respond(status, f"{status.phrase} (injected by the test)\n")
         if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":

@@ -40,6 +40,7 @@ class Changes:
                 raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
             event = self._event
             try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(remaining):
+                    await event.wait()
+            except TimeoutError:
                 pass

@@ -302,7 +302,8 @@ class FakeCall:
         if self._sender is not None:
             self._outbox.put_nowait({})  # the end marker
             try:
-                await asyncio.wait_for(asyncio.shield(self._sender), 2.0)
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(self._sender)
             except TimeoutError:
                 await _cancel(self._sender)
 
