@@ -131,6 +131,14 @@ def _parse(date: str, time: str) -> tuple[dt.date, dt.time] | str:
 def build_agent(book: BookingBook) -> RealtimeAgent:
     """The host agent (with the catering agent as a handoff), working on ``book``."""
 
+    def bookable(date: str, time: str, party_size: int):
+        """(day, seating) if the request makes sense, else what is wrong with it, for the model."""
+        parsed = _parse(date, time)
+        if isinstance(parsed, str):
+            return parsed
+        problem = book.problem(*parsed, party_size)
+        return problem or parsed
+
     @function_tool
     def check_availability(date: str, time: str, party_size: int) -> str:
         """Check whether a table is free.
@@ -140,13 +148,10 @@ def build_agent(book: BookingBook) -> RealtimeAgent:
             time: The seating time, HH:MM in 24-hour time (every half hour, 17:00 to 21:30).
             party_size: How many guests.
         """
-        parsed = _parse(date, time)
-        if isinstance(parsed, str):
-            return parsed
-        day, seating = parsed
-        problem = book.problem(day, seating, party_size)
-        if problem:
-            return problem
+        checked = bookable(date, time, party_size)
+        if isinstance(checked, str):
+            return checked
+        day, seating = checked
         if book.free_table(day, seating, party_size) is not None:
             return f"Yes: a table for {party_size} is free on {_when(day, seating)}."
         others = book.free_times(day, party_size)
@@ -165,13 +170,10 @@ def build_agent(book: BookingBook) -> RealtimeAgent:
             time: The seating time, HH:MM in 24-hour time.
             party_size: How many guests.
         """
-        parsed = _parse(date, time)
-        if isinstance(parsed, str):
-            return parsed
-        day, seating = parsed
-        problem = book.problem(day, seating, party_size)
-        if problem:
-            return problem
+        checked = bookable(date, time, party_size)
+        if isinstance(checked, str):
+            return checked
+        day, seating = checked
         phone = getattr(ctx.context, "from_", "")  # the caller's number, for the confirmation
         booking = book.book(name.strip(), day, seating, party_size, phone)
         if booking is None:
