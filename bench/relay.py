@@ -1,0 +1,178 @@
+"""The bare relay: the floor the gateway's cost is measured against.
+
+    python bench/relay.py --port 8081 --model-url ws://127.0.0.1:8765/v1/realtime
+
+The least a Twilio <-> Realtime bridge can do, on the same stack as the gateway (Starlette
+under uvicorn with the same WebSocket implementation on the Twilio side; a plain ``websockets``
+client with the SDK's connection options on the model side), and nothing else:
+
+- ``POST /twilio/voice`` answers a fixed ``<Connect><Stream>`` (no signature check, no token);
+- per Media Stream, on ``start``, one WebSocket to the Realtime server: a ``session.update``
+  asking for ``audio/pcmu`` both ways (G.711 passes straight through: no codec, no resampling)
+  with the gateway's turn detection, and a ``response.create`` for the greeting;
+- each caller ``media`` payload goes out as one ``input_audio_buffer.append``, its base64
+  text copied as it came (frames that arrive while the model connects wait, then go in order);
+- each ``response.output_audio.delta`` goes back as 20 ms (160-byte) ``media`` frames, the
+  frame size the gateway sends; every other server event is read and ignored;
+- no SDK, no marks, no barge-in, no transcript, no timers, no logging per call.
+
+``GET /healthz`` answers like the gateway's (``active_calls``, ``tasks``), for the harness.
+The session's instructions carry ``bench-call=<CallSid>``, as ``bench.agent`` does for the
+gateway, so the Realtime server can tell the calls apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+from pathlib import Path
+
+import uvicorn
+import websockets
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+FRAME_BYTES = 160
+#: The SDK's WebSocket options (agents/realtime/openai_realtime.py): library defaults, 8 MiB.
+MODEL_MAX_SIZE = 8 * 1024 * 1024
+
+
+def session_update(call_sid: str) -> str:
+    return json.dumps({"type": "session.update", "session": {
+        "type": "realtime",
+        "instructions": f"bench-call={call_sid}",
+        "audio": {
+            "input": {"format": {"type": "audio/pcmu"},
+                      "turn_detection": {"type": "semantic_vad", "create_response": True,
+                                         "interrupt_response": True}},
+            "output": {"format": {"type": "audio/pcmu"}},
+        },
+    }})
+
+
+class Relay:
+    def __init__(self, public_url: str, model_url: str) -> None:
+        self.stream_url = public_url.replace("http", "ws", 1).rstrip("/") + "/twilio/media"
+        self.model_url = model_url
+        self.active = 0
+
+    async def voice(self, request: Request) -> Response:
+        await request.body()
+        twiml = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+                 f'<Stream url="{self.stream_url}" /></Connect></Response>')
+        return Response(twiml, media_type="application/xml")
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "active_calls": self.active, "tasks": len(asyncio.all_tasks())})
+
+    async def media(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.active += 1
+        try:
+            while True:  # connected, then start
+                message = json.loads(await ws.receive_text())
+                if message.get("event") == "start":
+                    break
+            stream_sid, call_sid = message["streamSid"], message["start"]["callSid"]
+            connecting = asyncio.create_task(self._connect(call_sid))
+            try:
+                await self._caller_to_model(ws, connecting, stream_sid)
+            finally:
+                connecting.cancel()
+                if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
+                    await connecting.result().close()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.active -= 1
+            try:
+                await ws.close()
+            except RuntimeError:
+                pass
+
+    async def _connect(self, call_sid: str) -> websockets.ClientConnection:
+        model = await websockets.connect(self.model_url, max_size=MODEL_MAX_SIZE)
+        await model.send(session_update(call_sid))
+        await model.send('{"type":"response.create"}')
+        return model
+
+    async def _caller_to_model(self, ws: WebSocket, connecting: asyncio.Task, stream_sid: str) -> None:
+        model = None
+        waiting: list[str] = []
+        back: asyncio.Task | None = None
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = json.loads(message["text"])
+                event = data.get("event")
+                if event == "media":
+                    append = '{"type":"input_audio_buffer.append","audio":"' + data["media"]["payload"] + '"}'
+                    if model is None:
+                        waiting.append(append)
+                        if not connecting.done():
+                            continue
+                        model = connecting.result()
+                        back = asyncio.create_task(self._model_to_caller(model, ws, stream_sid))
+                        for text in waiting:
+                            await model.send(text)
+                        waiting.clear()
+                    else:
+                        await model.send(append)
+                elif event == "stop":
+                    return
+        finally:
+            if back is not None:
+                back.cancel()
+
+    async def _model_to_caller(self, model: websockets.ClientConnection, ws: WebSocket, stream_sid: str) -> None:
+        head = '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
+        pending = b""
+        try:
+            async for text in model:
+                event = json.loads(text)
+                if event.get("type") != "response.output_audio.delta":
+                    continue
+                pending += base64.b64decode(event["delta"])
+                whole = len(pending) - len(pending) % FRAME_BYTES
+                for i in range(0, whole, FRAME_BYTES):
+                    payload = base64.b64encode(pending[i:i + FRAME_BYTES]).decode()
+                    await ws.send_text(head + payload + '"}}')
+                pending = pending[whole:]
+        except websockets.ConnectionClosed:
+            pass
+        await ws.close()
+
+
+def create_app(public_url: str, model_url: str) -> Starlette:
+    relay = Relay(public_url, model_url)
+    return Starlette(routes=[
+        Route("/twilio/voice", relay.voice, methods=["POST"]),
+        WebSocketRoute("/twilio/media", relay.media),
+        Route("/healthz", relay.healthz, methods=["GET"]),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--model-url", required=True)
+    args = parser.parse_args()
+    app = create_app(f"http://{args.host}:{args.port}", args.model_url)
+    # The gateway's server settings (gateway/cli.py, serve).
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws="websockets-sansio",
+                ws_max_size=16 * 1024 * 1024)
+
+
+if __name__ == "__main__":
+    main()
