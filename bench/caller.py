@@ -20,7 +20,8 @@ Each call does what Twilio does (the wire format is ``gateway.twilio``'s, the si
   the audio of ``[k, k + 1) * 20 ms``, sent once it has been "spoken");
 - plays the agent's audio as Twilio does (queued, at real time) and echoes each ``mark`` when
   the audio before it has played, at once on ``clear``;
-- sends ``stop`` and closes at its hang-up time.
+- sends ``stop`` and closes at its hang-up time (or, with ``after_audio``, that many seconds
+  after the greeting's first audio arrived: a call that only sets up, for bursts).
 
 Why not ``gateway.testing.twilio_caller.TwilioCaller``: it is built for exact per-call
 assertions (every message parsed strictly and kept, three tasks and a playout model per call,
@@ -102,6 +103,7 @@ class CallRecord:
     stream_sid: str
     planned_start: float
     planned_end: float
+    after_audio: float | None = None  # hang up this long after the greeting's first audio
     t_post: float | None = None  # webhook POST sent
     t_open: float | None = None  # WebSocket open
     t0: float | None = None  # `start` sent: the stream's time zero
@@ -136,8 +138,10 @@ class CallSocket(asyncio.Protocol):
                  f"Sec-WebSocket-Key: {self._key}", "Sec-WebSocket-Version: 13", f"User-Agent: {USER_AGENT}",
                  *(f"{k}: {v}" for k, v in headers.items())]
         self._request = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.heard: asyncio.Future[None] = loop.create_future()  # the first agent audio arrived
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._open = False
@@ -265,6 +269,7 @@ class CallSocket(asyncio.Protocol):
             record.rx_bytes.append(self.rx_total)
             if record.first_audio is None:
                 record.first_audio = now
+                self.heard.set_result(None)
             self.queue_end = max(self.queue_end, now) + n / ULAW_BYTES_PER_S
         elif event == "mark":
             record.marks += 1
@@ -384,6 +389,11 @@ class Generator:
             record.t0 = time.monotonic()
             call.live = True
             self.schedule(record.t0 + FRAME_S, self.FRAME, call)
+            if record.after_audio is not None:  # a short call: hang up once the greeting plays
+                await _sleep_until(record.planned_end, until=call.heard)
+                if record.first_audio is not None:
+                    end = min(record.planned_end, record.first_audio + record.after_audio)
+                    await _sleep_until(end, until=call.closed)
             await _sleep_until(record.planned_end, until=call.closed)
             if call.live:  # still up: the caller hangs up
                 call.live = False
@@ -409,7 +419,8 @@ class Generator:
         for i, spec in enumerate(self.plan["calls"]):
             self.records.append(CallRecord(
                 index=i, group=spec.get("group", "load"), call_sid=new_sid("CA"), stream_sid=new_sid("MZ"),
-                planned_start=base + spec["start"], planned_end=base + spec["end"]))
+                planned_start=base + spec["start"], planned_end=base + spec["end"],
+                after_audio=spec.get("after_audio")))
         print(json.dumps({"base": base}), flush=True)
         scheduler = asyncio.create_task(self.scheduler())
         probe = asyncio.create_task(self.lag_probe())

@@ -188,7 +188,7 @@ class Step:
     hold: float = 20.0  # the measured window
     burst_calls: int = 0  # calls started in a burst in the middle of the hold
     burst_rate: float = 30.0
-    burst_stay: float = 0.0  # seconds each burst call lasts (0: until the end of the hold)
+    burst_stay: float | None = None  # burst calls hang up this long after their first audio (None: stay)
     profile: Path | None = None  # write a cProfile of the hold window here
     harness_profile: bool = False  # profile the model server and the caller too (whole run)
     gc_log: bool = False  # time the system under test's garbage collections (gc.jsonl)
@@ -264,8 +264,7 @@ def plan_calls(step: Step, base: float) -> tuple[list[dict[str, Any]], Timeline]
     calls += [{"start": ramp + i / step.rate, "end": hold_end, "group": "load"} for i in range(step.calls)]
     if step.burst_calls:
         starts = [burst_start + i / step.burst_rate for i in range(step.burst_calls)]
-        calls += [{"start": t, "end": t + step.burst_stay if step.burst_stay else hold_end, "group": "burst"}
-                  for t in starts]
+        calls += [{"start": t, "end": hold_end, "group": "burst", "after_audio": step.burst_stay} for t in starts]
     return calls, Timeline(warmup, ramp, hold_start, burst_start, burst_end, hold_end)
 
 

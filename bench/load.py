@@ -414,8 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-base", type=int, default=10, help="calls in progress during the burst (default 10)")
     parser.add_argument("--burst-rate", type=float, default=30.0, help="set-ups per second in the burst (default 30)")
     parser.add_argument("--burst-seconds", type=float, default=1.0, help="length of the burst (default 1 s)")
-    parser.add_argument("--burst-stay", type=float, default=2.0,
-                        help="seconds each burst call lasts (default 2: set-up, greeting, hang-up)")
+    parser.add_argument("--burst-stay", type=float, default=0.3,
+                        help="burst calls hang up this many seconds after their greeting starts (default 0.3), "
+                             "so that the load is the set-ups, not more calls in progress")
     parser.add_argument("--profile", action="store_true", help="profile the gateway under load (cProfile)")
     parser.add_argument("--profile-calls", type=int, default=20, help="calls during the profile (default 20)")
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")

@@ -82,14 +82,16 @@ class Relay:
                 if message.get("event") == "start":
                     break
             stream_sid, call_sid = message["streamSid"], message["start"]["callSid"]
-            connecting = asyncio.create_task(self._connect(call_sid))
+            connecting = asyncio.create_task(self._connect(call_sid, ws, stream_sid))
             try:
-                await self._caller_to_model(ws, connecting, stream_sid)
+                await self._caller_to_model(ws, connecting)
             finally:
                 connecting.cancel()
                 if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
-                    await connecting.result().close()
-        except WebSocketDisconnect:
+                    model, back = connecting.result()
+                    back.cancel()
+                    await model.close()
+        except (WebSocketDisconnect, RuntimeError):  # the caller hung up, or the model's end closed it
             pass
         finally:
             self.active -= 1
@@ -98,41 +100,37 @@ class Relay:
             except RuntimeError:
                 pass
 
-    async def _connect(self, call_sid: str) -> websockets.ClientConnection:
+    async def _connect(self, call_sid: str, ws: WebSocket, stream_sid: str
+                       ) -> tuple[websockets.ClientConnection, asyncio.Task]:
+        """Open the model's side, ask for the greeting, and start relaying its audio at once."""
         model = await websockets.connect(self.model_url, max_size=MODEL_MAX_SIZE)
         await model.send(session_update(call_sid))
         await model.send('{"type":"response.create"}')
-        return model
+        return model, asyncio.create_task(self._model_to_caller(model, ws, stream_sid))
 
-    async def _caller_to_model(self, ws: WebSocket, connecting: asyncio.Task, stream_sid: str) -> None:
+    async def _caller_to_model(self, ws: WebSocket, connecting: asyncio.Task) -> None:
         model = None
         waiting: list[str] = []
-        back: asyncio.Task | None = None
-        try:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                data = json.loads(message["text"])
-                event = data.get("event")
-                if event == "media":
-                    append = '{"type":"input_audio_buffer.append","audio":"' + data["media"]["payload"] + '"}'
-                    if model is None:
-                        waiting.append(append)
-                        if not connecting.done():
-                            continue
-                        model = connecting.result()
-                        back = asyncio.create_task(self._model_to_caller(model, ws, stream_sid))
-                        for text in waiting:
-                            await model.send(text)
-                        waiting.clear()
-                    else:
-                        await model.send(append)
-                elif event == "stop":
-                    return
-        finally:
-            if back is not None:
-                back.cancel()
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = json.loads(message["text"])
+            event = data.get("event")
+            if event == "media":
+                append = '{"type":"input_audio_buffer.append","audio":"' + data["media"]["payload"] + '"}'
+                if model is None:
+                    waiting.append(append)
+                    if not connecting.done():
+                        continue
+                    model = connecting.result()[0]
+                    for text in waiting:  # what arrived while the model connected, in order
+                        await model.send(text)
+                    waiting.clear()
+                else:
+                    await model.send(append)
+            elif event == "stop":
+                return
 
     async def _model_to_caller(self, model: websockets.ClientConnection, ws: WebSocket, stream_sid: str) -> None:
         head = '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
@@ -148,9 +146,9 @@ class Relay:
                     payload = base64.b64encode(pending[i:i + FRAME_BYTES]).decode()
                     await ws.send_text(head + payload + '"}}')
                 pending = pending[whole:]
-        except websockets.ConnectionClosed:
-            pass
-        await ws.close()
+            await ws.close()  # the model ended the session: end the call
+        except (websockets.ConnectionClosed, WebSocketDisconnect, RuntimeError):
+            pass  # either side went away: the caller side's handler ends the call
 
 
 def create_app(public_url: str, model_url: str) -> Starlette:
