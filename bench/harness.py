@@ -192,6 +192,7 @@ class Step:
     profile: Path | None = None  # write a cProfile of the hold window here
     harness_profile: bool = False  # profile the model server and the caller too (whole run)
     gc_log: bool = False  # time the system under test's garbage collections (gc.jsonl)
+    tracemalloc: bool = False  # trace its memory; SIGUSR1 takes the baseline (tracemalloc.txt)
     chunk_ms: int = 100  # model audio per delta
     warmup_calls: int = 2
     python: str = sys.executable
@@ -329,10 +330,12 @@ class Rig:
         else:
             command = ["relay", "--port", str(port), "--model-url", model_url]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}
-        if step.profile is not None or step.gc_log:
+        if step.profile is not None or step.gc_log or step.tracemalloc:
             argv = [py, str(BENCH / "serve_profiled.py"),
                     *(["--profile", str(step.profile)] if step.profile is not None else []),
-                    *(["--gc-log", str(run_dir / "gc.jsonl")] if step.gc_log else []), "--", *command]
+                    *(["--gc-log", str(run_dir / "gc.jsonl")] if step.gc_log else []),
+                    *(["--tracemalloc", str(run_dir / "tracemalloc.txt")] if step.tracemalloc else []),
+                    "--", *command]
         elif step.target == "gateway":
             argv = [py, "-m", "gateway", *command]
         else:

@@ -73,13 +73,14 @@ class Bench:
     def cost(self, calls: int) -> float:
         return STEP_OVERHEAD_S + calls / self.args.rate + self.args.seconds + 1
 
-    def step(self, target: str, mode: str, calls: int, **options: Any) -> dict[str, Any]:
+    def step(self, target: str, mode: str, calls: int, retries: int | None = None, **options: Any) -> dict[str, Any]:
         """Run a step (again if other work on the machine disturbed it) and summarise it: the
         least disturbed of its attempts."""
         step = Step(target, mode, calls=calls, rate=self.args.rate, hold=self.args.seconds,
                     chunk_ms=self.args.chunk_ms, **options)
         attempts: list[dict[str, Any]] = []
-        for attempt in range(self.args.retries + 1):
+        retries = self.args.retries if retries is None else retries
+        for attempt in range(retries + 1):
             self._count += 1
             run_dir = self.out / f"{self._count:02d}-{target}-{mode if target == 'gateway' else 'relay'}-{calls}"
             result = run_step(step, run_dir, log=self.log, quiet=not self.args.no_wait)
@@ -88,7 +89,7 @@ class Bench:
             summary["disturbed"] = disturbed = disturbance(summary)
             self.log("    " + one_line(summary) + (f"  [disturbed: {disturbed}]" if disturbed else ""))
             attempts.append(summary)
-            if not disturbed or attempt == self.args.retries:
+            if not disturbed or attempt == retries:
                 chosen = analysis.least_disturbed(attempts) if len(attempts) > 1 else summary
                 self.summaries.append(chosen)
                 return chosen
@@ -174,9 +175,12 @@ class Bench:
         run_dir = self.out / f"{self._count:02d}-burst-{target}-{mode}"
         result = run_step(step, run_dir, log=self.log, quiet=not args.no_wait)
         summary = analysis.burst_summary(result)
-        summary.update(target=target, mode=mode, run_dir=str(run_dir), profile=profile and str(profile))
+        disturbed = disturbance(analysis.summarise(result))
+        summary.update(target=target, mode=mode, run_dir=str(run_dir), profile=profile and str(profile),
+                       disturbed=disturbed)
+        note = f"  [disturbed: {disturbed}]" if disturbed else ""
         self.log(f"    extra delay of calls in progress: in max {summary['inbound']['extra_max']:.1f} ms, "
-                 f"out max {summary['outbound']['extra_max']:.1f} ms")
+                 f"out max {summary['outbound']['extra_max']:.1f} ms{note}")
         return summary
 
     def profile(self, mode: str) -> dict[str, Any]:
@@ -187,7 +191,7 @@ class Bench:
         if reference is None or reference.get("gc") is None:
             reference = self.step("gateway", mode, n, gc_log=True)  # and its garbage collections
         path = self.out / f"gateway-{mode}.prof"
-        s = self.step("gateway", mode, n, profile=path)
+        s = self.step("gateway", mode, n, profile=path, retries=0)  # only the shares are used
         s["profile"] = str(path)
         return {"mode": mode, "path": path, "summary": s, "reference": reference}
 
@@ -329,7 +333,8 @@ def burst_table(results: list[dict[str, Any]]) -> str:
                      fmt(b["setup"]["p50"], 0), fmt(b["setup"]["p99"], 0),
                      fmt(b.get("cpu_per_setup_ms"), 1), fmt(100 * b.get("cpu_util_burst", float("nan")), 0),
                      f"{len(b['failures'])}", f"<= {BURST_TARGET_MS:g}" if b["target"] == "gateway" else "",
-                     verdict(worst <= BURST_TARGET_MS) if b["target"] == "gateway" else ""])
+                     (verdict(worst <= BURST_TARGET_MS) if b["target"] == "gateway" else "")
+                     + (" (disturbed)" if b.get("disturbed") else "")])
     head = ["", "calls up", "set-ups", "in +p99", "in +max", "out +p99", "out +max", "setup p50", "setup p99",
             "ms CPU/set-up", "core % in burst", "failed", "target", "verdict"]
     return ("\n== burst: extra delay (ms) of the frames of calls in progress while new calls set up ==\n"

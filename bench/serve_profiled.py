@@ -1,4 +1,5 @@
-"""Run the gateway (or the bare relay) under cProfile, or with its garbage collections timed.
+"""Run the gateway (or the bare relay) under cProfile, with its garbage collections timed, or
+with its memory traced.
 
     python bench/serve_profiled.py --profile gateway.prof -- serve --port 8080 --env-file /dev/null
     python bench/serve_profiled.py --gc-log gc.jsonl -- serve --port 8080 --env-file /dev/null
@@ -19,6 +20,12 @@ profile for where the time goes, and take how much from an unprofiled run.
 taking 2 ms or more), as JSON lines written when the server exits: ``{"t": monotonic start,
 "ms": duration, "gen": generation, "collected": n}``. A collection stops the event loop, and so
 every call, for its whole duration.
+
+``--tracemalloc``: trace allocations from the start (``tracemalloc``, 6 frames: slow), take a
+snapshot at ``SIGUSR1`` and, at ``SIGUSR2`` (or at exit), write what grew since then: the
+allocation sites holding the most more memory, with their call stacks. ``bench/soak.py
+--tracemalloc`` signals at the end of its warm-up and at the end of the churn, so the file
+lists what kept growing under steady churn.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import signal
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="write a cProfile of the window between SIGUSR1 and SIGUSR2 here")
     parser.add_argument("--gc-log", help="write every garbage collection here (JSON lines) at exit")
+    parser.add_argument("--tracemalloc", help="write what memory grew after SIGUSR1 here, at exit")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the gateway (or relay) command line")
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -69,22 +78,30 @@ def main() -> int:
     profiler = cProfile.Profile(time.process_time)
     state = {"enabled": False}
 
+    baseline: list[tracemalloc.Snapshot] = []
+
     def enable(signum: int, frame: object) -> None:
         if args.profile and not state["enabled"]:
             profiler.enable()
             state["enabled"] = True
+        if args.tracemalloc and tracemalloc.is_tracing():
+            baseline[:] = [tracemalloc.take_snapshot()]
 
     def dump(signum: int | None = None, frame: object = None) -> None:
         if state["enabled"]:
             profiler.disable()
             state["enabled"] = False
             profiler.dump_stats(args.profile)
+        if args.tracemalloc and baseline:
+            write_growth(baseline.pop(), tracemalloc.take_snapshot(), args.tracemalloc)
 
     signal.signal(signal.SIGUSR1, enable)
     signal.signal(signal.SIGUSR2, dump)
     gc_log = GcLog()
     if args.gc_log:
         gc.callbacks.append(gc_log)
+    if args.tracemalloc:
+        tracemalloc.start(6)
     try:
         if command[:1] == ["relay"]:
             from bench import relay
@@ -99,6 +116,21 @@ def main() -> int:
         dump()
         if args.gc_log:
             gc_log.write(args.gc_log)
+
+
+def write_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, path: str, top: int = 25) -> None:
+    """The allocation sites whose live memory grew the most between two snapshots."""
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__),
+              tracemalloc.Filter(False, "<frozen importlib._bootstrap>")]
+    stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "traceback")
+    total = sum(s.size_diff for s in stats)
+    with open(path, "w") as out:
+        out.write(f"live memory traced: {total / 2**20:+.2f} MiB since the snapshot\n")
+        for stat in stats[:top]:
+            out.write(f"\n{stat.size_diff / 1024:+.1f} KiB in {stat.count_diff:+d} blocks "
+                      f"(now {stat.size / 1024:.1f} KiB in {stat.count} blocks)\n")
+            for line in stat.traceback.format(most_recent_first=True)[:16]:
+                out.write(f"    {line}\n")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,19 @@ shows as a level that keeps rising under the same load, so the verdict compares 
   post-warm-up level.
 
 Per-frame latency over the whole soak is summarised too (late frames, p99 per direction), with
-the same definitions as bench/load.py.
+the same definitions as bench/load.py. Every sample is written to ``samples.json``.
+
+If memory rises: ``--tracemalloc`` lists the allocation sites that grew after the warm-up, and
+``--env`` passes settings to the gateway's process (allocator settings, for instance), to tell a
+leak from allocator behaviour.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -88,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples (default 5)")
     parser.add_argument("--warmup", type=float, default=2.0, help="minutes before the level is taken (default 2)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the gateway (repeatable), e.g. an allocator "
+                             "setting such as MALLOC_MMAP_THRESHOLD_=131072")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace the gateway's memory (slow) and write what grew after the warm-up "
+                             "to tracemalloc.txt in the results directory")
     parser.add_argument("--out", help="directory for logs and raw results (default: a new temporary one)")
     args = parser.parse_args(argv)
     if args.warmup + 1 >= args.minutes:
@@ -98,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_quiet(timeout=60, log=print)
 
     calls, churn_end = plan(args, args.seed)
-    step = Step("gateway", args.mode, calls=args.calls)
+    env = dict(item.split("=", 1) for item in args.env)
+    step = Step("gateway", args.mode, calls=args.calls, tracemalloc=args.tracemalloc, extra_env=env)
     samples: list[dict[str, Any]] = []
     with Rig(step, out, calls, args.max_call + 60) as rig:
         base = rig.base
@@ -108,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         idle_before = rig.vitals()
         t = base + 4.0
         next_report = base + 4.0 + 60
+        baseline_at = base + 4.0 + args.warmup * 60  # the tracemalloc baseline, if tracing
         while t <= base + churn_end:
             sleep_until(t)
+            if args.tracemalloc and baseline_at is not None and time.monotonic() >= baseline_at:
+                rig.sut.signal(signal.SIGUSR1)
+                baseline_at = None
             v = rig.vitals()
             h = v["health"]
             samples.append({"t": v["t"] - base - 4.0, "rss": v["rss"] / 2**20, "fds": v["fds"], "cpu": v["cpu"],
@@ -124,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         rig.wait_caller(timeout=args.max_call + 60)
         time.sleep(3.0)
         idle_after = rig.vitals()
+        if args.tracemalloc:  # what grew since the warm-up: written now, before the stop
+            rig.sut.signal(signal.SIGUSR2)
+            deadline = time.monotonic() + 120
+            while not (out / "tracemalloc.txt").exists() and time.monotonic() < deadline:
+                time.sleep(1.0)
+            time.sleep(2.0)
     result = rig.result
+    (out / "samples.json").write_text(json.dumps({"samples": samples, "idle_before": idle_before,
+                                                  "idle_after": idle_after}, indent=1))
 
     # --- the verdict ---------------------------------------------------------------------------
     length = churn_end - 4.0
@@ -187,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = analysis.failures(result["calls"], ("load",))
     if failed:
         print(f"\n{len(failed)} call(s) did not run as planned, e.g. {failed[0]}")
+    if args.tracemalloc and (out / "tracemalloc.txt").exists():
+        print(f"\nwhat grew after the warm-up (tracemalloc): {out / 'tracemalloc.txt'}")
     print(f"\nverdict: {'FLAT' if ok else 'NOT FLAT'} (samples every {args.sample:g} s; raw results in {out})")
     return 0 if ok else 1
 
