@@ -40,6 +40,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.serving import uvicorn_config  # noqa: E402
+
 FRAME_BYTES = 160
 #: The SDK's WebSocket options (agents/realtime/openai_realtime.py): library defaults, 8 MiB.
 MODEL_MAX_SIZE = 8 * 1024 * 1024
@@ -167,9 +169,8 @@ def main() -> None:
     parser.add_argument("--model-url", required=True)
     args = parser.parse_args()
     app = create_app(f"http://{args.host}:{args.port}", args.model_url)
-    # The gateway's server settings (gateway/cli.py, serve).
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws="websockets-sansio",
-                ws_max_size=16 * 1024 * 1024)
+    # The gateway's server settings (gateway/serving.py, as `gateway serve` uses them).
+    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, log_level="warning")).run()
 
 
 if __name__ == "__main__":

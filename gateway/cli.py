@@ -129,11 +129,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     # Per-frame matrices are tiny: BLAS threads only add contention across hundreds of calls.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import uvicorn
-
     from gateway.app import create_app
-    from gateway.bridge.call import MAX_MESSAGE_BYTES
-    from gateway.serving import DrainingServer
+    from gateway.serving import DrainingServer, uvicorn_config
     from gateway.settings import Settings, SettingsError
 
     try:
@@ -143,8 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
-                            ws="websockets-sansio", ws_max_size=MAX_MESSAGE_BYTES)
+    config = uvicorn_config(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
     DrainingServer(config, app.state.gateway, settings.drain_timeout_s).run()
     return 0
 

@@ -12,6 +12,11 @@ mid-sentence, so the first SIGTERM (or Ctrl-C) drains instead:
 - then the server shuts down as usual and the process exits with status 0.
 
 A second signal exits at once (uvicorn's own handling).
+
+``uvicorn_config`` is the one place the server's settings are chosen (``gateway serve``, the
+test kit's ``GatewayServer`` and the bench's bare relay use it), including the WebSocket
+protocol class ``MediaStreamProtocol``: uvicorn's sans-I/O ``websockets`` implementation with
+flow control that pauses reading when messages pile up rather than after every message.
 """
 
 from __future__ import annotations
@@ -22,11 +27,63 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+    from uvicorn._types import ASGIReceiveEvent
+
+__all__ = ["DrainingServer", "MediaStreamProtocol", "uvicorn_config"]
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-__all__ = ["DrainingServer"]
+
+class MediaStreamProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol, with flow control suited to a Media Stream.
+
+    uvicorn pauses the socket's reading after every message it queues for the application and
+    resumes when the application has taken the last one: for a stream of 50 small messages a
+    second that is an ``epoll_ctl`` pair per message, about a tenth of the gateway's CPU under
+    load (``bench/load.py``, py-spy). Here reading pauses only when ``HIGH`` messages wait
+    unread and resumes once the application is down to ``LOW``: the same back-pressure on a
+    peer that outruns the application, with no system calls while it keeps up. A peer can then
+    have at most ``HIGH`` messages (each at most the server's ``ws_max_size``) queued in the
+    process before TCP holds the rest.
+    """
+
+    HIGH = 8
+    LOW = 2
+
+    def send_receive_event_to_app(self) -> None:
+        paused = self.read_paused
+        self.read_paused = True  # uvicorn's own code pauses only when this is False
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        # Once the application has closed, messages are dropped, not queued, and reading must go
+        # on until the peer's close frame: never pause then.
+        if not paused and not self.close_sent and self.queue.qsize() >= self.HIGH:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    async def receive(self) -> ASGIReceiveEvent:
+        message = await self.queue.get()
+        if self.read_paused and self.queue.qsize() <= self.LOW:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
+
+def uvicorn_config(app: ASGIApp, **options: object) -> uvicorn.Config:
+    """The server's uvicorn settings: ``MediaStreamProtocol`` for WebSockets, messages up to
+    ``MAX_MESSAGE_BYTES`` (a Media Stream limit, see ``gateway.bridge.call``); ``options``
+    add to or override them (host, port, log level, ping interval, ...)."""
+    from gateway.bridge.call import MAX_MESSAGE_BYTES
+
+    settings: dict[str, object] = {"ws": MediaStreamProtocol, "ws_max_size": MAX_MESSAGE_BYTES, **options}
+    return uvicorn.Config(app, **settings)  # type: ignore[arg-type]
 
 
 class DrainingServer(uvicorn.Server):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import uvicorn
 from starlette.applications import Starlette
 
-from gateway.bridge.call import MAX_MESSAGE_BYTES
+from gateway.serving import uvicorn_config
 
 
 class _Server(uvicorn.Server):
@@ -59,10 +59,7 @@ class GatewayServer:
         port = sock.getsockname()[1]
         self.url = f"http://{self._host}:{port}"
         self.app = self._make_app(self.url)
-        config = uvicorn.Config(
-            self.app, log_level="warning", ws="websockets-sansio", lifespan="on", ws_ping_interval=None,
-            ws_max_size=MAX_MESSAGE_BYTES,
-        )
+        config = uvicorn_config(self.app, log_level="warning", lifespan="on", ws_ping_interval=None)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
