@@ -3,8 +3,9 @@
     python bench/relay.py --port 8081 --model-url ws://127.0.0.1:8765/v1/realtime
 
 The least a Twilio <-> Realtime bridge can do, on the same stack as the gateway (Starlette
-under uvicorn with the same WebSocket implementation on the Twilio side; a plain ``websockets``
-client with the SDK's connection options on the model side), and nothing else:
+under uvicorn with the gateway's server settings, ``gateway.serving.uvicorn_config``, on the
+Twilio side; a plain ``websockets`` client with the SDK's connection options on the model
+side), and nothing else:
 
 - ``POST /twilio/voice`` answers a fixed ``<Connect><Stream>`` (no signature check, no token);
 - per Media Stream, on ``start``, one WebSocket to the Realtime server: a ``session.update``

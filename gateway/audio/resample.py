@@ -11,9 +11,9 @@ Design (numbers measured by ``tests/audio/test_resample.py`` and ``bench/audio.p
 - Upsampling by L runs L polyphase branches of ``15 * 2 + 1`` taps on the 8 kHz input;
   downsampling by M evaluates the filter only at every M-th high-rate sample. Both are one
   small matrix product per chunk.
-- Sample-exact streaming: taps are quantised to integers (Q20) and samples are int16, so
-  every product and every partial sum is an integer below 2**53 and float64 arithmetic is
-  exact whatever the summation order. Each output sample is therefore bit-identical however
+- Sample-exact streaming: taps are quantised to multiples of 2**-20 (Q20) and samples are
+  int16, so every product and every partial sum is a multiple of 2**-20 well below 2**33:
+  float64 holds each exactly, and the arithmetic is exact whatever the summation order. Each output sample is therefore bit-identical however
   the input is chunked (20 ms frames, odd sizes, or all at once).
 - Time alignment: the first ``delay`` output samples (the filter filling up) are dropped, and
   ``flush()`` pushes the held-back tail out. Output sample ``i`` thus corresponds to input time
@@ -34,7 +34,7 @@ DELAY_SAMPLES_8K = 15
 #: Kaiser-windowed sinc parameters, chosen by a sweep (see module docstring).
 CUTOFF_HZ = 3875.0
 KAISER_BETA = 8.5
-#: Taps are integers scaled by 2**TAP_BITS (see "Sample-exact streaming").
+#: Taps are multiples of 2**-TAP_BITS (see "Sample-exact streaming").
 TAP_BITS = 20
 _TAP_SCALE = float(1 << TAP_BITS)
 
@@ -50,7 +50,8 @@ def design_lowpass(ratio: int) -> np.ndarray:
 
 
 def _quantize(h: np.ndarray) -> np.ndarray:
-    return np.rint(h * _TAP_SCALE)
+    # Dividing by a power of two is exact: the taps stay exact multiples of 2**-TAP_BITS.
+    return np.rint(h * _TAP_SCALE) / _TAP_SCALE
 
 
 class Resampler:
@@ -184,8 +185,7 @@ class Resampler:
             dropped = min(self._skip, acc.shape[-1])
             acc = acc[..., dropped:]
             self._skip -= dropped
-        # Exact integer sums -> int16: scale by 2**-TAP_BITS (exact), round, saturate.
-        acc *= 1.0 / _TAP_SCALE
+        # Exact sums -> int16: round, saturate.
         np.rint(acc, out=acc)
         np.minimum(acc, 32767.0, out=acc)
         np.maximum(acc, -32768.0, out=acc)

@@ -18,6 +18,7 @@ Every message class has an ``event`` class attribute holding its wire ``event`` 
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -259,8 +260,14 @@ class OutboundMedia:
     payload: bytes
 
     def to_json(self) -> str:
-        media = {"payload": _b64(self.payload)}
-        return _encode({"event": "media", "streamSid": self.stream_sid, "media": media})
+        # The hot path (50 a second per call): the JSON encoder's output, built from a cached
+        # head, in a tenth of the time (tests/twilio check the two agree).
+        return _media_head(self.stream_sid) + _b64(self.payload) + '"}}'
+
+
+@functools.lru_cache(maxsize=1024)
+def _media_head(stream_sid: str) -> str:
+    return '{"event":"media","streamSid":' + _encode(stream_sid) + ',"media":{"payload":"'
 
 
 @dataclass(frozen=True, slots=True)

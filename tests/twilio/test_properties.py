@@ -7,6 +7,7 @@ escaping would kill a live call, so these tests feed it garbage of every kind.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -215,3 +216,13 @@ def test_media_stream_only_ever_raises_protocol_error(frame_list: list[dict[str,
         if isinstance(result, ProtocolError):
             assert stream.state is state_before  # a rejected frame changes nothing
     assert stream.missed_messages >= 0
+
+
+@ROUND_TRIP
+@given(any_text, payload)
+def test_outbound_media_text_is_exactly_the_json_encoders(stream_sid: str, audio: bytes) -> None:
+    # OutboundMedia.to_json builds its text from a cached head (the hot path); it must be the
+    # very text the compact, ASCII-escaping encoder writes for the same message.
+    expected = json.dumps({"event": "media", "streamSid": stream_sid,
+                           "media": {"payload": base64.b64encode(audio).decode()}}, separators=(",", ":"))
+    assert OutboundMedia(stream_sid, audio).to_json() == expected
