@@ -24,6 +24,8 @@ Design (numbers measured by ``tests/audio/test_resample.py`` and ``bench/audio.p
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 TELEPHONE_RATE = 8000
@@ -52,6 +54,25 @@ def design_lowpass(ratio: int) -> np.ndarray:
 def _quantize(h: np.ndarray) -> np.ndarray:
     # Dividing by a power of two is exact: the taps stay exact multiples of 2**-TAP_BITS.
     return np.rint(h * _TAP_SCALE) / _TAP_SCALE
+
+
+@functools.cache
+def _taps(up: bool, ratio: int) -> np.ndarray:
+    """The taps as ``_run`` applies them, designed once per direction and ratio (the design
+    takes about a millisecond: too much for every call's set-up). Read-only: shared by every
+    resampler."""
+    if up:
+        # Zero-stuffing by r divides the level by r, so the taps are scaled by r. Output
+        # phase p of input step m is sum_j h[r*j + p] * x[m - j]: row p holds h[p], h[r + p],
+        # ... reversed, to meet a window of inputs oldest first.
+        width = 2 * DELAY_SAMPLES_8K + 1
+        padded = np.zeros(width * ratio)
+        padded[: width * ratio - ratio + 1] = _quantize(design_lowpass(ratio) * ratio)
+        taps = np.ascontiguousarray(padded.reshape(width, ratio)[::-1].T)
+    else:
+        taps = _quantize(design_lowpass(ratio))[::-1].copy()
+    taps.flags.writeable = False
+    return taps
 
 
 class Resampler:
@@ -89,19 +110,13 @@ class Resampler:
         self.in_rate, self.out_rate = in_rate, out_rate
         r = self._ratio
         if self._up:
-            # Zero-stuffing by r divides the level by r, so the taps are scaled by r. Output
-            # phase p of input step m is sum_j h[r*j + p] * x[m - j]: row p of ``_taps`` holds
-            # h[p], h[r + p], ... reversed, to meet a window of inputs oldest first.
-            width = 2 * DELAY_SAMPLES_8K + 1
-            padded = np.zeros(width * r)
-            padded[: width * r - r + 1] = _quantize(design_lowpass(r) * r)
-            self._taps = np.ascontiguousarray(padded.reshape(width, r)[::-1].T)
+            self._taps = _taps(True, r)
+            width = self._taps.shape[1]
             self._delay_out = DELAY_SAMPLES_8K  # in input steps (r output samples each)
             self._delay_in = DELAY_SAMPLES_8K
         else:
-            taps = _quantize(design_lowpass(r))
-            width = taps.size
-            self._taps = taps[::-1].copy()
+            self._taps = _taps(False, r)
+            width = self._taps.size
             self._delay_out = DELAY_SAMPLES_8K
             self._delay_in = DELAY_SAMPLES_8K * r
         self._width = width
