@@ -1,6 +1,6 @@
 """Soak: calls of random length starting and ending for minutes; memory, tasks, fds stay flat.
 
-    python bench/soak.py                       # 10 minutes, ~30 calls at a time, g711_ulaw
+    python bench/soak.py                       # 14 minutes, ~30 calls at a time, g711_ulaw
     python bench/soak.py --minutes 3 --calls 20 --mode pcm16
 
 The same processes and cores as bench/load.py (the gateway alone on core 0; the Realtime
@@ -14,8 +14,9 @@ Every ``--sample`` seconds the gateway's resident memory (``VmRSS``), open descr
 shows as a level that keeps rising under the same load, so the verdict compares like with like:
 
 - *during the churn*: the mean over the last minute against the mean over the first minute
-  after the warm-up (``--warmup``; the gateway keeps records of its last 200 calls, and
-  allocators grow to their working size, before it is flat). The load is the same on average;
+  after the warm-up (``--warmup``, 8 minutes: the gateway keeps records of its last 200 calls,
+  and its resident memory climbs for about 800 calls, ~35 MB, while the allocators reach their
+  working size; traced Python memory grows by under 3 MB meanwhile, ``--tracemalloc``). The load is the same on average;
   memory may rise by at most 5% (+2 MB), tasks and descriptors, normalised by the calls in
   progress, by at most 10%;
 - *idle*: before the first call (after two warm-up calls) and after the last one has ended,
@@ -23,7 +24,9 @@ shows as a level that keeps rising under the same load, so the verdict compares 
   post-warm-up level.
 
 Per-frame latency over the whole soak is summarised too (late frames, p99 per direction), with
-the same definitions as bench/load.py. Every sample is written to ``samples.json``.
+the same definitions as bench/load.py, and the *stalls*: spells in which frames took over
+100 ms from when they were sent (a garbage collection or a blocked event loop delays every call
+at once). Every sample is written to ``samples.json``.
 
 If memory rises: ``--tracemalloc`` lists the allocation sites that grew after the warm-up, and
 ``--env`` passes settings to the gateway's process (allocator settings, for instance), to tell a
@@ -86,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--minutes", type=float, default=10.0, help="length of the churn (default 10)")
+    parser.add_argument("--minutes", type=float, default=14.0, help="length of the churn (default 14)")
     parser.add_argument("--calls", type=int, default=30, help="calls in progress on average (default 30)")
     parser.add_argument("--min-call", type=float, default=5.0, help="shortest call, s (default 5)")
     parser.add_argument("--max-call", type=float, default=30.0, help="longest call, s (default 30)")
     parser.add_argument("--mode", choices=["g711_ulaw", "pcm16"], default="g711_ulaw")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples (default 5)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="minutes before the level is taken (default 2)")
+    parser.add_argument("--warmup", type=float, default=8.0, help="minutes before the level is taken (default 8)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for the gateway (repeatable), e.g. an allocator "
@@ -203,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
 
     d = analysis.frames(result["calls"], result["connections"]).of_calls(
         i for i, c in enumerate(result["calls"]) if c.group == "load")
-    lat = [["", "frames", "p50 (ms)", "p99 (ms)", "max (ms)", "late"]]
+    lat = [["", "frames", "p50 (ms)", "p99 (ms)", "max (ms)", "late", "stalls > 100 ms"]]
     for name, label in (("inbound", "caller -> model"), ("outbound", "model -> caller")):
-        s = analysis.latency_summary(getattr(d, name))
-        lat.append([label, str(s["frames"]), fmt(s["p50"]), fmt(s["p99"]), fmt(s["max"]), str(s["late"])])
+        frames = getattr(d, name)
+        s = analysis.latency_summary(frames)
+        lat.append([label, str(s["frames"]), fmt(s["p50"]), fmt(s["p99"]), fmt(s["max"]), str(s["late"]),
+                    str(len(stalls(frames)))])
     print()
     print(table(lat[0], lat[1:]))
     failed = analysis.failures(result["calls"], ("load",))
@@ -216,6 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwhat grew after the warm-up (tracemalloc): {out / 'tracemalloc.txt'}")
     print(f"\nverdict: {'FLAT' if ok else 'NOT FLAT'} (samples every {args.sample:g} s; raw results in {out})")
     return 0 if ok else 1
+
+
+def stalls(frames: analysis.Frames, limit_s: float = 0.100, gap_s: float = 1.0) -> list[tuple[float, float]]:
+    """Spells in which frames took more than ``limit_s`` from when they were sent, joined when
+    less than ``gap_s`` apart: a garbage collection or a blocked event loop delays every call
+    at once, and shows as one such spell."""
+    spells: list[tuple[float, float]] = []
+    for t in np.sort(frames.t[frames.path > limit_s]):
+        if spells and t - spells[-1][1] < gap_s:
+            spells[-1] = (spells[-1][0], t)
+        else:
+            spells.append((t, t))
+    return spells
 
 
 if __name__ == "__main__":
