@@ -34,10 +34,9 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
     from uvicorn._types import ASGIReceiveEvent
 
-__all__ = ["DrainingServer", "MediaStreamProtocol", "freeze_startup_heap", "uvicorn_config"]
-
-if TYPE_CHECKING:
     from gateway.app import Gateway
+
+__all__ = ["DrainingServer", "MediaStreamProtocol", "freeze_startup_heap", "uvicorn_config"]
 
 
 def freeze_startup_heap() -> None:
