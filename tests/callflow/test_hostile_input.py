@@ -67,28 +67,26 @@ async def test_no_start_in_time_is_refused(start_gateway, caplog) -> None:
     assert any("no start within 1 s" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_binary_frame_ends_the_stream_with_1003(start_gateway, caplog) -> None:
+@pytest.mark.parametrize(
+    "frame, code, reason, logged",
+    [
+        (lambda sid: b'{"event": "mark"}', CLOSE_UNSUPPORTED, EndReason.BINARY_FRAME, "binary frame"),
+        # ~80 KB of JSON; sent in the call (uvicorn reports the close ahead of queued frames)
+        (lambda sid: media(sid, b"\xff" * 60_000), CLOSE_TOO_BIG, EndReason.TOO_BIG, "message too big"),
+    ],
+    ids=["binary-1003", "oversized-1009"],
+)
+async def test_a_frame_no_twilio_stream_sends_ends_the_stream(start_gateway, caplog, frame, code, reason,
+                                                              logged) -> None:
     caplog.set_level(logging.WARNING, "gateway")
     async with start_gateway([Reply("Hello.")]) as (gateway, realtime):
         caller = await place_call(gateway)
         await caller.wait_heard(200)
-        await caller.send_raw(b'{"event": "mark"}')
+        await caller.send_raw(frame(caller.stream_sid))
         await caller.wait_closed(timeout=5)
         record = await finished(gateway)
-    assert caller.close_code == CLOSE_UNSUPPORTED and record.end_reason is EndReason.BINARY_FRAME
-    assert any(caller.call_sid in r.getMessage() and "binary frame" in r.getMessage() for r in caplog.records)
-
-
-async def test_an_oversized_message_ends_the_stream_with_1009(start_gateway, caplog) -> None:
-    caplog.set_level(logging.WARNING, "gateway")
-    async with start_gateway([Reply("Hello.")]) as (gateway, realtime):
-        caller = await place_call(gateway)
-        await caller.wait_heard(200)  # in the call (uvicorn reports the close ahead of queued frames)
-        await caller.send_raw(media(caller.stream_sid, b"\xff" * 60_000))  # ~80 KB of JSON
-        await caller.wait_closed(timeout=5)
-        record = await finished(gateway)
-    assert caller.close_code == CLOSE_TOO_BIG and record.end_reason is EndReason.TOO_BIG
-    assert any(caller.call_sid in r.getMessage() and "message too big" in r.getMessage() for r in caplog.records)
+    assert caller.close_code == code and record.end_reason is reason
+    assert any(caller.call_sid in r.getMessage() and logged in r.getMessage() for r in caplog.records)
 
 
 async def test_a_flood_of_messages_ends_the_stream_with_1008(start_gateway, caplog) -> None:
