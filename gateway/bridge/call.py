@@ -555,7 +555,6 @@ class Call:
         except WebSocketDisconnect:
             self._end(EndReason.TWILIO_DISCONNECTED)
 
-
     async def _caller_audio(self, payload: bytes) -> None:
         self.record.frames_in += 1
         audio = self.inbound.convert(payload)

@@ -38,11 +38,11 @@ def prepare() -> None:
         return
     helper = getattr(sdk, "_ConversionHelper", None)
     client_event = getattr(sdk, "OpenAIRealtimeClientEvent", None)
-    if helper is None or client_event is None or not hasattr(helper, "try_convert_raw_message"):
+    adapter = TypeAdapter(client_event) if client_event is not None else None  # one, for both uses
+    if helper is None or adapter is None or not hasattr(helper, "try_convert_raw_message"):
         log.info("openai-agents internals changed: raw-message conversion left as it is")
     else:
         original_conversion = helper.__dict__["try_convert_raw_message"]
-        adapter = TypeAdapter(client_event)
 
         def try_convert_raw_message(cls: Any, message: Any) -> Any:
             try:
@@ -60,8 +60,7 @@ def prepare() -> None:
     with_response = {"type": "response.create", "response": {"instructions": "warm-up"}}
     with_item = {"type": "conversation.item.create",
                  "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "."}]}}
-    if client_event is not None:
-        adapter = TypeAdapter(client_event)
+    if adapter is not None:
         for data in (with_response, with_item, {"type": "input_audio_buffer.append", "audio": ""}):
             try:
                 adapter.validate_python(data).model_dump_json(exclude_unset=True)
