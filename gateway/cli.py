@@ -148,7 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _realtime_server(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.testing.realtime_server import serve_forever
+    from gateway.testing.realtime import serve_forever
 
     _configure_logging("INFO")
     try:
@@ -164,7 +164,7 @@ def _caller(args: argparse.Namespace) -> int:
 
     from gateway.audio import ulaw_to_pcm16
     from gateway.settings import read_env_file
-    from gateway.testing.twilio_caller import load_audio, run_call
+    from gateway.testing.caller import load_audio, run_call
 
     token = args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN")
     if token is None and os.path.isfile(".env"):

@@ -70,7 +70,7 @@ from gateway.twilio import (
 
 __all__ = ["CallEnded", "HandshakeRejected", "TwilioCaller"]
 
-logger = logging.getLogger("gateway.testing.twilio_caller")
+logger = logging.getLogger("gateway.testing.caller")
 
 #: Largest frame accepted from the gateway (outbound audio may come in one big message).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -98,7 +98,7 @@ class CallEnded(Exception):
 
 
 class TwilioCaller:
-    """Twilio's side of one Media Streams call. See ``gateway.testing.twilio_caller``."""
+    """Twilio's side of one Media Streams call. See ``gateway.testing.caller``."""
 
     def __init__(
         self,

@@ -65,7 +65,7 @@ builds them, form-encoded bodies, Twilio-shaped JSON answers; see ``resources.py
   (``webhook_url``, or the ``VoiceUrl`` set on the number ``to``), runs the TwiML it answers
   and returns the ``FakeCall`` once its stream is connected. Later REST updates act on it.
 - *TwiML*: ``<Connect><Stream url>`` connects a ``TwilioCaller``
-  (``gateway.testing.twilio_caller``) to the stream, with the ``<Parameter>``s, the call's
+  (``gateway.testing.caller``) to the stream, with the ``<Parameter>``s, the call's
   CallSid and AccountSid, the handshake signed over the URL as written; ``connect_url=fn``
   maps that URL to one reachable in the test (``speed`` is the caller's). It is
   ``call.caller``: make the person on the phone speak, press keys, listen. When the
