@@ -310,16 +310,13 @@ class _Reader:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines; ``#`` comments, blank lines, ``export`` and quotes allowed."""
-    values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
+    """The ``KEY=VALUE`` settings of a ``.env`` file, read as python-dotenv reads it (the one
+    ``.env`` parser of the gateway and its commands): ``#`` comment lines and inline `` #``
+    comments after unquoted values, ``export`` prefixes, single and double quotes (escapes such
+    as ``\\n`` and ``\\"`` in double quotes only) and ``${VAR}`` expansion outside single quotes.
+    See https://github.com/theskumar/python-dotenv#file-format. A bare ``KEY`` line with no
+    ``=`` sets nothing.
+    """
+    from dotenv import dotenv_values
+
+    return {key: value for key, value in dotenv_values(path, encoding="utf-8").items() if value is not None}

@@ -90,3 +90,39 @@ def test_transfer_targets_are_parsed_and_strictly_matched() -> None:
     assert s.transfer_target("sales; +1900") is None
     with pytest.raises(SettingsError, match="GATEWAY_TRANSFER_TARGETS"):
         Settings.from_mapping({**BASE, "GATEWAY_TRANSFER_TARGETS": "sales=5551230000"})
+
+
+def test_env_file_is_read_as_python_dotenv_reads_it(tmp_path) -> None:
+    # Issue 10: an inline comment was kept in the value (and made GATEWAY_LOG_LEVEL invalid).
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "PUBLIC_URL=https://file.example.com  # where Twilio reaches us\n"
+        "TWILIO_ACCOUNT_SID=ACfile\nTWILIO_AUTH_TOKEN='tok # not a comment'\nOPENAI_API_KEY=k\n"
+        'GATEWAY_GREETING="Say hi." # short\n'
+        "GATEWAY_LOG_LEVEL=DEBUG # verbose\n"
+        'export GATEWAY_INSTRUCTIONS="Line one.\\nSay \\"hello\\"."\n'
+        "GATEWAY_VOICE=ash#no-space-is-not-a-comment\n"
+        "GATEWAY_FALLBACK_SAY='single \\n stays'\n"
+    )
+    values = read_env_file(env_file)
+    assert values["GATEWAY_GREETING"] == "Say hi."
+    assert values["TWILIO_AUTH_TOKEN"] == "tok # not a comment"
+    assert values["GATEWAY_INSTRUCTIONS"] == 'Line one.\nSay "hello".'
+    assert values["GATEWAY_VOICE"] == "ash#no-space-is-not-a-comment"
+    assert values["GATEWAY_FALLBACK_SAY"] == "single \\n stays"
+    s = Settings.from_env({}, env_file=env_file)
+    assert s.public_url == "https://file.example.com"
+    assert s.greeting == "Say hi."
+    assert s.log_level == "DEBUG"
+
+
+def test_cli_reads_env_file_settings_with_the_same_parser(tmp_path, monkeypatch) -> None:
+    from gateway import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GATEWAY_API_KEY", raising=False)
+    (tmp_path / ".env").write_text('GATEWAY_API_KEY="k3y" # for gateway call\n')
+    assert cli._setting("GATEWAY_API_KEY") == "k3y"
+    monkeypatch.setenv("GATEWAY_API_KEY", "from-env")
+    assert cli._setting("GATEWAY_API_KEY") == "from-env"
+
