@@ -7,6 +7,7 @@ one message that names every offending setting; nothing is validated mid-call.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -68,7 +69,8 @@ class Settings:
     inbound_buffer_ms: int = 5000
     #: What to do when a tool needs approval: there is nobody to ask on a phone call.
     tool_approval: str = "reject"
-    #: Lifetime of the per-call token in <Parameter> (the stream starts within seconds).
+    #: Lifetime of the per-call token in <Parameter> (the stream starts within seconds). Whole
+    #: seconds, unlike the other ``_s`` settings: the token carries its expiry as an integer.
     call_token_ttl_s: int = 600
     #: Key for per-call tokens; default derived from the Twilio auth token, so every
     #: instance of one deployment verifies every other's tokens with no shared state.
@@ -85,10 +87,10 @@ class Settings:
     #: ... and say goodbye and hang up this many seconds after the check-in (0: never).
     silence_give_up_s: float = 10.0
     #: Hard limit on a call's length; the agent says goodbye and hangs up (0: none).
-    max_call_s: int = 3600
+    max_call_s: float = 3600.0
     #: Move a call to a fresh model session this often, carrying the conversation, before the
     #: Realtime API's session lifetime limit (30 min documented in the beta, 60 in GA) (0: never).
-    session_rollover_s: int = 1680
+    session_rollover_s: float = 1680.0
     #: Bearer token for the gateway's own API (POST/GET /calls). None: the API is off.
     api_key: str | None = dataclasses.field(default=None, repr=False)
     #: The number outbound calls come from (a Twilio number of the account).
@@ -96,7 +98,7 @@ class Settings:
     #: Outbound calls: answering-machine detection (Twilio async AMD); the agent is told.
     amd: bool = False
     #: A stream must send ``start`` this soon after the handshake, or it is closed (1008).
-    start_timeout_s: int = 10
+    start_timeout_s: float = 10.0
     #: Incoming messages per second a stream may send on average (Twilio: ~55), and in a
     #: burst (a backlog after a network stall); beyond, the stream is closed (1008).
     max_message_rate: int = 200
@@ -110,9 +112,9 @@ class Settings:
     fallback_dial: str | None = None
     #: A function tool running longer than this returns a timeout error to the model (0: no
     #: limit). Tools that set their own ``timeout_seconds`` keep it.
-    tool_timeout_s: int = 20
+    tool_timeout_s: float = 20.0
     #: SIGTERM: calls in progress may go on this long before the process exits anyway.
-    drain_timeout_s: int = 600
+    drain_timeout_s: float = 600.0
     #: While draining, new calls are sent here (a ``<Redirect>`` to another instance's voice
     #: webhook); unset: the webhook answers 503 and Twilio uses the number's fallback URL.
     drain_redirect_url: str | None = None
@@ -193,21 +195,21 @@ class Settings:
             log_level=reader.choice("GATEWAY_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             twilio_api_base_url=reader.optional("TWILIO_API_BASE_URL"),
             transfer_targets=reader.targets("GATEWAY_TRANSFER_TARGETS"),
-            silence_check_in_s=reader.integer("GATEWAY_SILENCE_CHECK_IN_S", 10, 0, 3600),
-            silence_give_up_s=reader.integer("GATEWAY_SILENCE_GIVE_UP_S", 10, 0, 3600),
-            max_call_s=reader.integer("GATEWAY_MAX_CALL_S", cls.max_call_s, 0, 86400),
-            session_rollover_s=reader.integer("GATEWAY_SESSION_ROLLOVER_S", cls.session_rollover_s, 0, 86400),
+            silence_check_in_s=reader.seconds("GATEWAY_SILENCE_CHECK_IN_S", cls.silence_check_in_s, 0, 3600),
+            silence_give_up_s=reader.seconds("GATEWAY_SILENCE_GIVE_UP_S", cls.silence_give_up_s, 0, 3600),
+            max_call_s=reader.seconds("GATEWAY_MAX_CALL_S", cls.max_call_s, 0, 86400),
+            session_rollover_s=reader.seconds("GATEWAY_SESSION_ROLLOVER_S", cls.session_rollover_s, 0, 86400),
             api_key=reader.optional("GATEWAY_API_KEY"),
             caller_id=reader.optional("GATEWAY_CALLER_ID"),
             amd=reader.boolean("GATEWAY_AMD", False),
-            start_timeout_s=reader.integer("GATEWAY_START_TIMEOUT_S", cls.start_timeout_s, 1, 120),
+            start_timeout_s=reader.seconds("GATEWAY_START_TIMEOUT_S", cls.start_timeout_s, 1, 120),
             max_message_rate=reader.integer("GATEWAY_MAX_MESSAGE_RATE", cls.max_message_rate, 60, 100000),
             max_message_burst=reader.integer("GATEWAY_MAX_MESSAGE_BURST", cls.max_message_burst, 100, 1000000),
-            model_connect_budget_s=reader.integer("GATEWAY_MODEL_CONNECT_BUDGET_S", 6, 0, 60),
+            model_connect_budget_s=reader.seconds("GATEWAY_MODEL_CONNECT_BUDGET_S", cls.model_connect_budget_s, 0, 60),
             fallback_say=env.get("GATEWAY_FALLBACK_SAY", cls.fallback_say).strip(),
             fallback_dial=reader.dial("GATEWAY_FALLBACK_DIAL"),
-            tool_timeout_s=reader.integer("GATEWAY_TOOL_TIMEOUT_S", cls.tool_timeout_s, 0, 3600),
-            drain_timeout_s=reader.integer("GATEWAY_DRAIN_TIMEOUT_S", cls.drain_timeout_s, 0, 86400),
+            tool_timeout_s=reader.seconds("GATEWAY_TOOL_TIMEOUT_S", cls.tool_timeout_s, 0, 3600),
+            drain_timeout_s=reader.seconds("GATEWAY_DRAIN_TIMEOUT_S", cls.drain_timeout_s, 0, 86400),
             drain_redirect_url=reader.url("GATEWAY_DRAIN_REDIRECT_URL"),
         )
         if problems:
@@ -259,6 +261,23 @@ class _Reader:
             return default
         if not low <= number <= high:
             self.problems.append(f"{name}: must be between {low} and {high}, got {number}")
+            return default
+        return number
+
+    def seconds(self, name: str, default: float, low: float, high: float) -> float:
+        """A duration in seconds: a whole or decimal number (``7.5``) from ``low`` to ``high``."""
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            self.problems.append(f"{name}: must be a number of seconds, got {value!r}")
+            return default
+        if not low <= number <= high:
+            self.problems.append(f"{name}: must be between {low:g} and {high:g}, got {value}")
             return default
         return number
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from gateway.audio import AudioMode
@@ -126,3 +128,34 @@ def test_cli_reads_env_file_settings_with_the_same_parser(tmp_path, monkeypatch)
     monkeypatch.setenv("GATEWAY_API_KEY", "from-env")
     assert cli._setting("GATEWAY_API_KEY") == "from-env"
 
+
+SECONDS = [
+    "GATEWAY_SILENCE_CHECK_IN_S", "GATEWAY_SILENCE_GIVE_UP_S", "GATEWAY_MAX_CALL_S",
+    "GATEWAY_SESSION_ROLLOVER_S", "GATEWAY_START_TIMEOUT_S", "GATEWAY_MODEL_CONNECT_BUDGET_S",
+    "GATEWAY_TOOL_TIMEOUT_S", "GATEWAY_DRAIN_TIMEOUT_S",
+]
+
+
+@pytest.mark.parametrize("name", SECONDS)
+def test_durations_in_seconds_take_decimals(name) -> None:
+    # Issue 10: GATEWAY_SILENCE_CHECK_IN_S=7.5 was refused ("must be a whole number").
+    s = Settings.from_mapping({**BASE, name: "7.5"})
+    field = name.removeprefix("GATEWAY_").lower()
+    assert getattr(s, field) == 7.5
+    assert isinstance(Settings.from_mapping({**BASE, name: "8"}).__getattribute__(field), float)
+    for bad in ("nan", "inf", "soon", "-1"):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_mapping({**BASE, name: bad})
+
+
+def test_every_float_field_is_read_as_a_float_and_defaults_keep_their_type() -> None:
+    defaults = Settings.from_mapping(BASE)
+    floats = {f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)}
+    assert floats == {name.removeprefix("GATEWAY_").lower() for name in SECONDS}
+    for name in floats:
+        assert isinstance(getattr(defaults, name), float), name
+
+
+def test_call_token_ttl_stays_whole_seconds() -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_CALL_TOKEN_TTL_S: must be a whole number"):
+        Settings.from_mapping({**BASE, "GATEWAY_CALL_TOKEN_TTL_S": "60.5"})
