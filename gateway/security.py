@@ -6,8 +6,8 @@ Two independent checks (defence in depth):
    validated with the ``twilio`` library's ``RequestValidator`` over URLs rebuilt from the
    configured ``PUBLIC_URL`` (a proxy or tunnel changes scheme, host and port, so the request's
    own URL cannot be trusted). The handshake is signed over the ``wss://`` URL exactly as
-   written in our TwiML, with no parameters (Twilio docs, "Webhooks security"; see
-   ../shared/reference/twilio.md).
+   written in our TwiML, with no parameters (Twilio docs, "Webhooks security":
+   https://www.twilio.com/docs/usage/webhooks/webhooks-security).
 2. A per-call token, sent to Twilio in a ``<Parameter>`` of our TwiML and echoed back in the
    stream's ``start.customParameters``: an HMAC over the call SID, an expiry and every other
    parameter we sent. Any instance holding the same secret verifies it, with no shared state.

@@ -1,9 +1,11 @@
 """The audio modes the gateway speaks to a realtime model, and their byte rates.
 
-Twilio Media Streams always carries mu-law 8 kHz mono (``audio/x-mulaw``). OpenAI's realtime
-models take and produce either PCM16 24 kHz mono (``audio/pcm``, the SDK's ``"pcm16"``) or
-G.711 mu-law 8 kHz (``audio/pcmu``, the SDK's ``"g711_ulaw"``); see
-../shared/reference/openai-realtime.md and ``agents/realtime/audio_formats.py``.
+Twilio Media Streams always carries mu-law 8 kHz mono (``audio/x-mulaw``; the ``start``
+message's ``mediaFormat``, https://www.twilio.com/docs/voice/media-streams/websocket-messages).
+OpenAI's realtime models take and produce either PCM16 24 kHz mono (``audio/pcm``, the SDK's
+``"pcm16"``) or G.711 mu-law 8 kHz (``audio/pcmu``, the SDK's ``"g711_ulaw"``); see
+https://platform.openai.com/docs/guides/realtime and ``agents/realtime/audio_formats.py`` in
+openai-agents (``to_realtime_audio_format``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Typed Twilio Media Streams messages, in both directions.
 
 Field names are the wire names in snake_case; ``to_json()`` gives back Twilio's exact wire shape
-(see ``/work/shared/reference/twilio.md``, "Media Streams messages"). Inbound messages can be
+(see https://www.twilio.com/docs/voice/media-streams/websocket-messages). Inbound messages can be
 serialized too, because the caller simulator plays Twilio and must send them.
 
 Wire facts these classes rely on:

@@ -17,8 +17,9 @@ A thin adapter around the ``twilio`` library's own ``Client``: the library build
     rest = TwilioRest(account_sid, auth_token)                          # Twilio
     rest = TwilioRest(account_sid, auth_token, base_url=fake.base_url)  # a local fake
 
-Facts relied on (../shared/reference/twilio.md, "REST call control", and the library's source):
-hang up is ``calls(sid).update(status="completed")``; a transfer is
+Facts relied on (Twilio's Call resource, https://www.twilio.com/docs/voice/api/call-resource,
+and the library's source, ``twilio/rest/api/v2010/account/call/__init__.py`` and
+``twilio/base/page.py``): hang up is ``calls(sid).update(status="completed")``; a transfer is
 ``calls(sid).update(twiml=...)``, which replaces the running ``<Connect><Stream>``; inline
 ``twiml`` is limited to 4000 characters; list pages that fail raise a bare ``TwilioException``
 carrying the HTTP response, not a ``TwilioRestException``.

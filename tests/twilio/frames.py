@@ -1,6 +1,5 @@
-"""Realistic Twilio Media Streams frames, shaped as in the fact sheet
-(/work/shared/reference/twilio.md, "Media Streams messages") and Twilio's
-"Media Streams - WebSocket Messages" examples.
+"""Realistic Twilio Media Streams frames, shaped as in Twilio's "Media Streams - WebSocket
+Messages" examples (https://www.twilio.com/docs/voice/media-streams/websocket-messages).
 
 Each function returns a fresh dict, so a test may mutate it; ``text()`` turns one into the JSON
 text of a WebSocket frame.

@@ -1,6 +1,7 @@
 """``Playout``: Twilio's buffer of agent audio, as the caller hears it. Sans-I/O.
 
-Twilio facts modelled (../shared/reference/twilio.md, "Media Streams messages", "To Twilio"):
+Twilio facts modelled (https://www.twilio.com/docs/voice/media-streams/websocket-messages,
+the messages sent to Twilio: ``media``, ``mark``, ``clear``):
 
 - Outbound ``media`` of any size is queued and played in order at real time. Audio that
   arrives while the queue is empty starts playing when it arrives; audio that arrives while

@@ -2,8 +2,9 @@
 results and TwiML fetches, each signed as Twilio signs them.
 
 ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + each POST param name+value sorted
-by name)) (../shared/reference/twilio.md, "Signatures"). For a GET, the params travel in the
-query string, so the URL signed is the one with the query and there are no POST params.
+by name)) (https://www.twilio.com/docs/usage/webhooks/webhooks-security). For a GET, the
+params travel in the query string, so the URL signed is the one with the query and there are
+no POST params.
 """
 
 from __future__ import annotations
