@@ -1,0 +1,127 @@
+"""The calls of this gateway instance, and what Twilio says about them.
+
+- the calls in progress, by stream SID (a call is registered when its stream's ``start``
+  arrives, the first moment its call SID is known);
+- the records of the most recently finished calls (refused streams included);
+- Twilio's status callbacks by call SID, and answering-machine results that arrived before
+  their stream started (AMD can finish before the ``start`` message reaches us).
+
+Everything kept for finished calls is bounded: a process that runs for weeks keeps the last
+``RECENT_CALLS`` of each.
+
+This is the one module of the web edge that uses ``gateway.bridge.call``: building and running
+a ``Call``, and what the web edge tells a call in progress.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from gateway.bridge.agents import AgentSource
+from gateway.bridge.call import Call, CallRecord, DigitHandler, EventHook
+from gateway.security import CallTokens
+from gateway.settings import Settings
+from gateway.twilio.rest import TwilioRest
+
+__all__ = ["RECENT_CALLS", "Call", "CallRecord", "CallRegistry", "CallWiring", "DigitHandler", "EventHook"]
+
+#: Finished calls whose records, statuses and early AMD results are kept in memory.
+RECENT_CALLS = 200
+
+
+@dataclass(frozen=True)
+class CallWiring:
+    """What every call is built with: the settings, the token checker, the agent, the REST
+    client and the application's hooks."""
+
+    settings: Settings
+    tokens: CallTokens
+    agent: AgentSource
+    rest: TwilioRest
+    on_digit: DigitHandler | None = None
+    on_event: EventHook | None = None
+
+
+class CallRegistry:
+    def __init__(self, recent: int = RECENT_CALLS) -> None:
+        self.recent = recent
+        #: Stream SID -> call in progress.
+        self.calls: dict[str, Call] = {}
+        #: Records of the most recent finished calls (refused streams included), oldest first.
+        self.finished: collections.deque[CallRecord] = collections.deque(maxlen=recent)
+        #: Twilio status callbacks, by call SID (bounded): ``[{"status", "at", "duration_s"?}]``.
+        self.statuses: collections.OrderedDict[str, list[dict[str, str]]] = collections.OrderedDict()
+        #: Answering-machine results that arrived before their stream started, by call SID.
+        self.early_amd: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+    async def run(self, websocket: WebSocket, wiring: CallWiring) -> None:
+        """One call on an accepted Media Streams socket, until it is over: in ``calls`` from its
+        ``start``, then its record in ``finished``."""
+        call = Call(websocket, wiring.settings, wiring.tokens, wiring.agent, on_start=self.started,
+                    rest=wiring.rest, on_digit=wiring.on_digit, on_event=wiring.on_event)
+        try:
+            await call.run()
+        finally:
+            self.ended(call)
+
+    def started(self, call: Call) -> None:
+        """The call's ``start`` arrived: it is in progress (and may have an early AMD result)."""
+        self.calls[call.record.stream_sid] = call
+        answered_by = self.early_amd.pop(call.call_sid, None)
+        if answered_by is not None:
+            call.answered_by(answered_by)
+
+    def ended(self, call: Call) -> None:
+        self.calls.pop(call.record.stream_sid, None)
+        self.finished.append(call.record)
+
+    def find(self, call_sid: str) -> Call | None:
+        """The call in progress with this call SID."""
+        return next((c for c in self.calls.values() if c.call_sid == call_sid), None)
+
+    def twilio_status(self, call_sid: str, status: str, duration_s: str | None = None) -> None:
+        """A status callback: kept by call SID, and noted in the call's record if in progress."""
+        entry = {"status": status, "at": str(round(time.time(), 3))}
+        if duration_s is not None:
+            entry["duration_s"] = duration_s
+        self.statuses.setdefault(call_sid, []).append(entry)
+        self.statuses.move_to_end(call_sid)
+        self._trim(self.statuses)
+        call = self.find(call_sid)
+        if call is not None:
+            _note_status(call, status)
+
+    def answered_by(self, call_sid: str, answered_by: str) -> None:
+        """An answering-machine result: told to the call, or kept until its stream starts."""
+        call = self.find(call_sid)
+        if call is not None:
+            call.answered_by(answered_by)
+        else:
+            self.early_amd[call_sid] = answered_by
+            self._trim(self.early_amd)
+
+    def in_progress(self, now: float) -> list[dict[str, object]]:
+        """The calls in progress, as ``GET /calls`` lists them."""
+        return [
+            {
+                "call_sid": c.record.call_sid, "stream_sid": c.record.stream_sid, "from": c.record.from_,
+                "to": c.record.to, "agent": c.record.agent, "direction": c.record.direction,
+                "duration_s": round(now - c.record.started_at, 1),
+            }
+            for c in self.calls.values()
+        ]
+
+    def _trim(self, recent: collections.OrderedDict[str, Any]) -> None:
+        """Keep the ``recent`` most recently touched entries."""
+        while len(recent) > self.recent:
+            recent.popitem(last=False)
+
+
+def _note_status(call: Call, status: str) -> None:
+    """A Twilio status, in the record of the call in progress."""
+    call.record.note("twilio_status", status=status)

@@ -1,0 +1,84 @@
+"""Twilio's webhooks, each a signed form (``gateway.web.twilio_forms``):
+
+- ``POST /twilio/voice``: an incoming call. Answered with TwiML connecting its stream to us,
+  with a per-call token (``gateway.web.twiml``); while draining, turned away: redirected to
+  ``GATEWAY_DRAIN_REDIRECT_URL``, else 503 (Twilio then uses the number's fallback URL, or
+  plays its error message).
+- ``POST /twilio/status``: a call's status callback, kept with the call.
+- ``POST /twilio/amd``: answering-machine detection's result (outbound calls): the agent is told
+  who answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from gateway.security import CallTokens
+from gateway.settings import Settings
+from gateway.web import twiml
+from gateway.web.drain import Drain
+from gateway.web.registry import CallRegistry
+from gateway.web.twilio_forms import FormRefused, TwilioForms
+
+__all__ = ["TwilioWebhooks"]
+
+log = logging.getLogger("gateway.app")
+
+_XML = "application/xml"
+
+
+class TwilioWebhooks:
+    def __init__(
+        self, settings: Settings, forms: TwilioForms, tokens: CallTokens, registry: CallRegistry, drain: Drain
+    ) -> None:
+        self.settings = settings
+        self.forms = forms
+        self.tokens = tokens
+        self.registry = registry
+        self.drain = drain
+
+    async def voice(self, request: Request) -> Response:
+        try:
+            form = await self.forms.read(request, required=("CallSid",))
+        except FormRefused as refused:
+            return refused.response()
+        call_sid = form["CallSid"]
+        if self.drain.draining:
+            return self.turn_away(call_sid)
+        parameters = {"callSid": call_sid, "from": form.get("From", ""), "to": form.get("To", "")}
+        log.info("[call=%s] incoming call from %s to %s", call_sid, parameters["from"] or "?", parameters["to"] or "?")
+        answer = twiml.connect_stream(self.settings, self.tokens, call_sid, parameters, now=time.time())
+        return Response(answer, media_type=_XML)
+
+    def turn_away(self, call_sid: str) -> Response:
+        """A new call while draining: to another instance, or 503."""
+        url = self.settings.drain_redirect_url
+        if url is None:
+            log.info("[call=%s] draining: new call refused with 503", call_sid)
+            return PlainTextResponse("draining", status_code=503, headers={"Retry-After": "30"})
+        log.info("[call=%s] draining: new call redirected to %s", call_sid, url)
+        return Response(twiml.redirect(url), media_type=_XML)
+
+    async def status(self, request: Request) -> Response:
+        try:
+            form = await self.forms.read(request, required=("CallSid", "CallStatus"))
+        except FormRefused as refused:
+            return refused.response()
+        call_sid, status = form["CallSid"], form["CallStatus"]
+        self.registry.twilio_status(call_sid, status, form.get("CallDuration"))
+        log.info("[call=%s] Twilio status: %s", call_sid, status)
+        return PlainTextResponse("", status_code=204)
+
+    async def amd(self, request: Request) -> Response:
+        try:
+            form = await self.forms.read(request, required=("CallSid", "AnsweredBy"))
+        except FormRefused as refused:
+            return refused.response()
+        call_sid, answered_by = form["CallSid"], form["AnsweredBy"]
+        log.info("[call=%s] answered by: %s", call_sid, answered_by)
+        self.registry.answered_by(call_sid, answered_by)
+        return PlainTextResponse("", status_code=204)
