@@ -17,10 +17,16 @@ stopped); a simulator that failed during the test fails it then.
 
 from __future__ import annotations
 
+# Imported by pytest in every run where the package is installed, used or not: nothing heavy
+# here. The kit (the gateway, the SDK, the servers) loads when a test asks for the fixture.
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.testing.phone import PhoneSystem
 
 try:
+    # Free in a pytest run: pytest-asyncio's own plugin imports it anyway.
     import pytest_asyncio
 except ImportError:  # pragma: no cover - the kit needs pytest-asyncio; say so when used
     import pytest
@@ -30,12 +36,13 @@ except ImportError:  # pragma: no cover - the kit needs pytest-asyncio; say so w
         pytest.fail("the phone_system fixture needs pytest-asyncio: pip install pytest-asyncio")
 
 else:
-    from gateway.testing.phone import PhoneSystem
 
     @pytest_asyncio.fixture
     async def phone_system() -> AsyncIterator[Callable[..., Coroutine[Any, Any, PhoneSystem]]]:
         """``phone = await phone_system(agent, script, **options)``: a started ``PhoneSystem``
         (same arguments), closed after the test."""
+        from gateway.testing.phone import PhoneSystem
+
         started: list[PhoneSystem] = []
 
         async def start(*args: Any, **kwargs: Any) -> PhoneSystem:

@@ -106,10 +106,15 @@ or rate-limited, and a call only lasts as long as the test.
 
 from __future__ import annotations
 
-from gateway.testing.twilio_api.call import ANSWERED_BY, NOT_ANSWERED, Answer, FakeCall
-from gateway.testing.twilio_api.resources import FakeNumber
-from gateway.testing.twilio_api.server import ApiRequest, FakeTwilio
-from gateway.testing.twilio_api.webhooks import Callback
+from typing import TYPE_CHECKING
+
+from gateway.testing._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from gateway.testing.twilio_api.call import ANSWERED_BY, NOT_ANSWERED, Answer, FakeCall
+    from gateway.testing.twilio_api.resources import FakeNumber
+    from gateway.testing.twilio_api.server import ApiRequest, FakeTwilio
+    from gateway.testing.twilio_api.webhooks import Callback
 
 __all__ = [
     "ANSWERED_BY",
@@ -121,3 +126,15 @@ __all__ = [
     "FakeNumber",
     "FakeTwilio",
 ]
+
+# Each public name and its module, imported on first use (see gateway.testing._lazy).
+__getattr__, __dir__ = lazy_exports(globals(), {
+    "ANSWERED_BY": ".call",
+    "NOT_ANSWERED": ".call",
+    "Answer": ".call",
+    "FakeCall": ".call",
+    "FakeNumber": ".resources",
+    "ApiRequest": ".server",
+    "FakeTwilio": ".server",
+    "Callback": ".webhooks",
+})
