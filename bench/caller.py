@@ -23,7 +23,7 @@ Each call does what Twilio does (the wire format is ``gateway.twilio``'s, the si
 - sends ``stop`` and closes at its hang-up time (or, with ``after_audio``, that many seconds
   after the greeting's first audio arrived: a call that only sets up, for bursts).
 
-Why not ``gateway.testing.twilio_caller.TwilioCaller``: it is built for exact per-call
+Why not ``gateway.testing.caller.TwilioCaller``: it is built for exact per-call
 assertions (every message parsed strictly and kept, three tasks and a playout model per call,
 the ``websockets`` library's full machinery). Here one core must drive more calls than the
 gateway can carry, next to the Realtime server, so the same protocol is spoken with the least

@@ -3,7 +3,7 @@
     python bench/model.py --port 0 --reply-seconds 60 --out RESULT.pickle
 
 A process of its own (``bench/load.py`` starts it on the load core). It runs
-``gateway.testing.realtime_server.RealtimeServer`` (the same GA wire protocol and event sequence
+``gateway.testing.realtime.RealtimeServer`` (the same GA wire protocol and event sequence
 the tests use) with ``pace=1.0``, and a script whose first turn, the greeting, is one long
 reply: the agent speaks for ``--reply-seconds`` without a pause, so every call carries model
 audio to the caller for as long as it lasts. The callers are silent and never take a turn.

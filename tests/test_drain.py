@@ -13,9 +13,9 @@ import time
 import httpx
 import pytest
 
+from gateway.testing.caller import TwilioCaller
 from gateway.testing.caller.twiml import WebhookError, fetch_twiml, new_sid, parse_response, webhook_form
-from gateway.testing.realtime_server import RealtimeServer, Reply
-from gateway.testing.twilio_caller import TwilioCaller
+from gateway.testing.realtime import RealtimeServer, Reply
 
 AUTH_TOKEN = "drain-test-token"
 ACCOUNT_SID = "AC" + "1" * 32

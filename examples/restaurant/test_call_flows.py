@@ -14,7 +14,7 @@ import pytest
 from examples.restaurant.agent import Booking, BookingBook, build_agent
 from gateway.bridge.call import EndReason
 from gateway.testing.phone import ToolUse
-from gateway.testing.realtime_server import Reply, ToolCall, When
+from gateway.testing.realtime import Reply, ToolCall, When
 
 TODAY = dt.date(2030, 5, 1)  # a Wednesday
 FRIDAY = "2030-05-03"

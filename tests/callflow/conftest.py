@@ -13,7 +13,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.testing.gateway_server import GatewayServer
-from gateway.testing.realtime_server import RealtimeServer
+from gateway.testing.realtime import RealtimeServer
 
 AUTH_TOKEN = "test-auth-token"
 ACCOUNT_SID = "AC" + "0" * 32
@@ -46,7 +46,7 @@ def start_gateway() -> Callable[..., contextlib.AbstractAsyncContextManager[tupl
 
 async def place_call(gateway: GatewayServer, *, speed: float = 1.0, connect: bool = True, **caller_options):
     """Ring the gateway like Twilio: signed webhook POST, then the TwiML's stream, signed."""
-    from gateway.testing.twilio_caller import TwilioCaller, fetch_twiml, new_sid, webhook_form
+    from gateway.testing.caller import TwilioCaller, fetch_twiml, new_sid, webhook_form
 
     call_sid = new_sid("CA")
     form = webhook_form(call_sid=call_sid, account_sid=ACCOUNT_SID, from_="+15550001111", to="+15550002222")

@@ -10,7 +10,7 @@ from gateway.audio import ulaw_to_pcm16
 from gateway.audio.measure import amplitude_at, db, from_pcm16, to_pcm16, tone
 from gateway.bridge.call import EndReason
 from gateway.settings import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS
-from gateway.testing.realtime_server import Reply
+from gateway.testing.realtime import Reply
 
 from .conftest import gateway_of, place_call, ulaw_tone
 

@@ -7,7 +7,7 @@ import pytest
 from agents.realtime import RealtimeAgent
 
 from gateway.bridge.call import CHECK_IN_REQUEST, EndReason
-from gateway.testing.realtime_server import Reply, ToolCall
+from gateway.testing.realtime import Reply, ToolCall
 from gateway.tools import collect_digits
 
 from .conftest import finished, gateway_of, place_call, ulaw_tone

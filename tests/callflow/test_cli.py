@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from gateway import cli
+from gateway.testing.realtime import Reply
 from gateway.testing.twilio_api import FakeTwilio
-from gateway.testing.realtime_server import Reply
 
 from .conftest import ACCOUNT_SID, API_KEY, AUTH_TOKEN
 

@@ -1,6 +1,6 @@
 import logging
 
-from gateway.testing.realtime_server import Reply
+from gateway.testing.realtime import Reply
 
 from .conftest import place_call
 

@@ -12,7 +12,7 @@ from agents import function_tool
 from agents.realtime import RealtimeAgent
 
 from gateway.bridge.call import CLOSE_INTERNAL, EndReason
-from gateway.testing.realtime_server import Reply, ToolCall
+from gateway.testing.realtime import Reply, ToolCall
 
 from .conftest import finished, ulaw_tone
 

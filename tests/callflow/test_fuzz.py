@@ -27,7 +27,7 @@ from gateway.bridge.call import EndReason
 from gateway.security import TwilioSignatures
 from gateway.testing.caller.twiml import fetch_twiml, new_sid, parse_stream_twiml, webhook_form
 from gateway.testing.gateway_server import GatewayServer
-from gateway.testing.realtime_server import RealtimeServer, Reply
+from gateway.testing.realtime import RealtimeServer, Reply
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, gateway_settings, place_call
 

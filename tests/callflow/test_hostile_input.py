@@ -18,7 +18,7 @@ from gateway.bridge.call import (
     EndReason,
 )
 from gateway.security import TwilioSignatures
-from gateway.testing.realtime_server import Reply
+from gateway.testing.realtime import Reply
 
 from .conftest import AUTH_TOKEN, finished, gateway_of, place_call
 

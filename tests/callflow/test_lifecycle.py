@@ -11,7 +11,7 @@ import pytest
 
 from gateway.bridge.call import CLOSE_INTERNAL, CLOSE_POLICY, EndReason
 from gateway.security import CallTokens
-from gateway.testing.realtime_server import Reply
+from gateway.testing.realtime import Reply
 
 from .conftest import AUTH_TOKEN, finished, gateway_of, place_call, ulaw_tone
 

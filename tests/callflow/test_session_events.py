@@ -8,7 +8,7 @@ import pytest
 from agents import GuardrailFunctionOutput, function_tool, output_guardrail
 from agents.realtime import RealtimeAgent, realtime_handoff
 
-from gateway.testing.realtime_server import Reply, ToolCall
+from gateway.testing.realtime import Reply, ToolCall
 
 from .conftest import finished, place_call
 

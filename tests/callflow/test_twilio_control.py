@@ -10,7 +10,7 @@ from agents.realtime import RealtimeAgent
 
 from gateway.bridge.agents import CallInfo
 from gateway.bridge.call import EndReason
-from gateway.testing.realtime_server import Reply, ToolCall
+from gateway.testing.realtime import Reply, ToolCall
 from gateway.tools import hang_up, transfer_call
 
 from .conftest import API_KEY, finished, gateway_of, place_call, ulaw_tone

@@ -134,7 +134,7 @@ async def test_real_mode_sends_the_key_and_judges_turns_from_the_gateway_alone(t
     """``--real`` without the network: the same path (no local server in the phone system, the
     API key sent, turns judged from the gateway's side only) against a key-checking server."""
     from gateway.demo.agent import demo_script, on_turn
-    from gateway.testing.realtime_server import RealtimeServer
+    from gateway.testing.realtime import RealtimeServer
 
     async with RealtimeServer(demo_script(), on_turn=on_turn, api_key="sk-demo-test") as model:
         result = await run_demo(tmp_path, real=True, speed=SPEED, stream=io.StringIO(),

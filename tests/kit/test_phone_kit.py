@@ -12,7 +12,7 @@ from gateway.tools import collect_digits, hang_up, transfer_call
 
 from gateway.bridge.call import EndReason
 from gateway.testing.phone import ToolUse
-from gateway.testing.realtime_server import Reply, ToolCall, When
+from gateway.testing.realtime import Reply, ToolCall, When
 
 REFUNDS: list[str] = []
 

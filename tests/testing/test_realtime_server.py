@@ -34,9 +34,7 @@ from websockets.exceptions import InvalidStatus
 from gateway.audio import pcm16_to_ulaw, ulaw_to_pcm16
 from gateway.audio.measure import amplitude_at, from_pcm16, to_pcm16, tone
 from gateway.testing import RealtimeServer as PackageRealtimeServer
-from gateway.testing.realtime.script import ScriptCursor
-from gateway.testing.realtime.vad import EnergyVad, SpeechStart, SpeechStop
-from gateway.testing.realtime_server import (
+from gateway.testing.realtime import (
     Heard,
     InvalidServerEvent,
     RealtimeConnection,
@@ -51,6 +49,8 @@ from gateway.testing.realtime_server import (
     synthesize_voice,
     validate_server_event,
 )
+from gateway.testing.realtime.script import ScriptCursor
+from gateway.testing.realtime.vad import EnergyVad, SpeechStart, SpeechStop
 
 os.environ.pop("OPENAI_API_KEY", None)  # prove that no key is needed
 

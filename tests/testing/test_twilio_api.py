@@ -28,10 +28,10 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from websockets.asyncio.server import ServerConnection, serve
 
 from gateway.security import TwilioSignatures
+from gateway.testing.caller import CallEnded, WebhookError
 from gateway.testing.gateway_server import GatewayServer
 from gateway.testing.realtime.waiting import Changes
 from gateway.testing.twilio_api import FakeCall, FakeTwilio
-from gateway.testing.twilio_caller import CallEnded, WebhookError
 from gateway.twilio.rest import TwilioRest
 
 ACCOUNT_SID = "AC" + "2" * 32

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from gateway.audio import ULAW_SILENCE
-from gateway.testing.twilio_caller import (
+from gateway.testing.caller import (
     CallEnded,
     CallerClock,
     HandshakeRejected,
