@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from gateway import __version__
 
 
+_ENV_FILE_HELP = ("settings file, read as python-dotenv does; the process environment overrides it "
+                  "(default: .env in the current folder; a missing file is skipped; see .env.example)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
@@ -20,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # required: a bare ``gateway`` prints the usage and exits 2, argparse's status for a usage error.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = commands.add_parser(
         "demo",
@@ -47,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
-    serve.add_argument("--env-file", default=".env", help="settings file (default .env; missing is fine)")
+    serve.add_argument("--env-file", default=".env", metavar="PATH", help=_ENV_FILE_HELP)
     serve.set_defaults(handler=_serve)
 
     realtime = commands.add_parser(
@@ -57,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and testing agents with no OpenAI account: point OPENAI_REALTIME_URL at the URL it prints. "
         "It answers with synthesized speech-like tones and a built-in voice activity detector.",
     )
-    realtime.add_argument("--host", default="127.0.0.1")
-    realtime.add_argument("--port", type=int, default=8765)
+    realtime.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    realtime.add_argument("--port", type=int, default=8765, help="port to bind (default 8765; 0: any free port)")
     realtime.add_argument(
         "--pace", type=float, default=None,
         help="stream reply audio at this multiple of real time (default: as fast as possible, like the API)",
@@ -90,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--agent", help="package.module:attribute of the agent for this call")
     call.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
                       help="context the agent sees (CallInfo.context); repeatable")
-    call.add_argument("--from", dest="from_", help="caller ID (default GATEWAY_CALLER_ID)")
+    call.add_argument("--from", dest="from_", metavar="NUMBER",
+                      help="caller ID, E.164: one of the account's Twilio numbers (default GATEWAY_CALLER_ID)")
     call.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's base URL")
     call.set_defaults(handler=_call)
 
@@ -106,15 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Set the number's voice URL to PUBLIC_URL/twilio/voice (POST), printing what changed.",
     )
     configure.add_argument("number", help="the Twilio number, E.164")
-    configure.add_argument("--env-file", default=".env")
+    configure.add_argument("--env-file", default=".env", metavar="PATH", help=_ENV_FILE_HELP)
     configure.set_defaults(handler=_configure_number)
     return parser
+
+
+#: The one log line format of ``gateway serve`` and ``gateway realtime-server``, theirs and their
+#: servers' (uvicorn's, websockets') alike.
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
 
 
@@ -140,7 +151,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
-    config = uvicorn_config(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    # log_config=None: uvicorn's default config (uvicorn.config.LOGGING_CONFIG) gives its loggers
+    # their own handlers and formats and stops them propagating; without it, uvicorn.error and
+    # uvicorn.access lines reach the root handler above, in the gateway's one format.
+    config = uvicorn_config(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
+                            log_config=None)
     DrainingServer(config, app.state.gateway, settings.drain_timeout_s).run()
     return 0
 
@@ -163,12 +178,9 @@ def _caller(args: argparse.Namespace) -> int:
     import wave
 
     from gateway.audio import ulaw_to_pcm16
-    from gateway.settings import read_env_file
     from gateway.testing.caller import load_audio, run_call
 
-    token = args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN")
-    if token is None and os.path.isfile(".env"):
-        token = read_env_file(__import__("pathlib").Path(".env")).get("TWILIO_AUTH_TOKEN")
+    token = args.auth_token or _setting("TWILIO_AUTH_TOKEN")
     audio = load_audio(args.say) if args.say else None
     caller = asyncio.run(
         run_call(args.webhook, auth_token=token, audio=audio, connect_url=args.connect_url, listen_s=args.listen)
@@ -211,6 +223,8 @@ def _api(method: str, url: str, payload: dict | None = None) -> tuple[int, dict]
 
 
 def _setting(name: str, env_file: str = ".env") -> str | None:
+    """One setting, for the commands that need no full ``Settings``: the environment's, else the
+    ``.env`` file's, read by the same parser as ``Settings.from_env``."""
     from pathlib import Path
 
     from gateway.settings import read_env_file
@@ -294,9 +308,6 @@ def _configure_number(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     return args.handler(args)
 
 
