@@ -222,3 +222,20 @@ async def test_the_first_request_may_be_the_media_stream(prepare_calls) -> None:
             await caller.hang_up()
     assert host.gateway.startup.ran_by == "first request: /phone/twilio/media"
     assert prepare_calls == ["prepare"]
+
+
+async def test_its_routes_included_in_the_host_app_work_the_same() -> None:
+    gateways: list[Gateway] = []
+
+    def make(url: str) -> Starlette:
+        settings = Settings.from_mapping({"PUBLIC_URL": url + "/phone", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                                          "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/"})
+        gateway = create_app(settings).state.gateway
+        gateways.append(gateway)
+        return Starlette(routes=[Mount("/phone", routes=gateway.routes)], lifespan=gateway.lifespan)
+
+    async with GatewayServer(make) as server:
+        assert gateways[0].startup.ran_by == "lifespan"
+        answer = await post_signed(server.url + "/phone/twilio/voice", incoming_call())
+    assert answer.status_code == 200, answer.text
+    assert parse_stream_twiml(answer.text).url.endswith("/phone/twilio/media")
