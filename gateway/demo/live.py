@@ -2,12 +2,18 @@
 
 On a terminal, a status line at the bottom is redrawn ten times a second and event lines
 scroll above it, in colour. Into a pipe or a file, only the event lines are written, plainly.
+
+The status line is cut to the terminal's width: a line that wraps cannot be redrawn in place
+(``\r`` returns to the start of the last row only), so each redraw would leave a copy behind.
+Colour is off when ``NO_COLOR`` is set and not empty (https://no-color.org/).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -19,12 +25,14 @@ if TYPE_CHECKING:
 _COLOURS = {"agent": "32", "caller": "34", "phone": "36", "tool": "35", "barge-in": "31",
             "error": "31", "keypad": "34", "step": "1", "gateway": "33"}
 _BAR = 24
+_MIN_BAR = 8
 
 
 class LiveView:
     def __init__(self, stream: TextIO, *, live: bool) -> None:
         self.stream = stream
         self.live = live
+        self.colour = live and not os.environ.get("NO_COLOR")
         self.call: PhoneCall | None = None
         self._t0 = 0.0
         self._steps = 0
@@ -120,10 +128,12 @@ class LiveView:
                 await asyncio.sleep(0.1)
 
     def _status(self) -> str:
+        """The status line, at most one column narrower than the terminal (a line that fills
+        the last column makes some terminals wrap at once)."""
+        columns = shutil.get_terminal_size((80, 24)).columns
+        width = max((columns if columns > 0 else 80) - 1, 1)
         call = self.call
         done = self._step / self._steps if self._steps else 0.0
-        filled = round(done * _BAR)
-        bar = "█" * filled + "░" * (_BAR - filled)
         agent = caller = "·"
         t = 0.0
         if call is not None:
@@ -133,8 +143,21 @@ class LiveView:
             talking = any(u.start is not None and u.start <= t and (u.end is None or t < u.end)
                           for u in caller_.utterances)
             caller = "▶ speaking" if talking else "· quiet"
-        return (f"[{bar}] {self._step}/{self._steps} {t:6.1f}s  "
-                f"agent {agent:<11} caller {caller:<11} {self._label}")
+
+        def head(bar_width: int) -> str:  # everything before the step's label
+            filled = round(done * bar_width)
+            bar = "█" * filled + "░" * (bar_width - filled)
+            return f"[{bar}] {self._step}/{self._steps} {t:6.1f}s  agent {agent:<11} caller {caller:<11} "
+
+        # The bar gives way first (down to _MIN_BAR), then the step's label is shortened, and on
+        # a very narrow terminal the line is cut.
+        label = self._label
+        bar_width = max(_MIN_BAR, min(_BAR, _BAR - (len(head(_BAR) + label) - width)))
+        room = width - len(head(bar_width))
+        if len(label) > room:
+            label = label[: room - 1] + "…" if room >= 2 else ""
+        text = (head(bar_width) + label).rstrip()
+        return text[:width]
 
     def _draw_status(self) -> None:
         if self.live and self._task is not None and self.call is not None:
@@ -147,7 +170,7 @@ class LiveView:
             self._status_shown = False
 
     def _paint(self, text: str, who: str) -> str:
-        if not self.live:
+        if not self.colour:
             return text
         return f"\x1b[{_COLOURS.get(who.strip(), '0')}m{text}\x1b[0m"
 
