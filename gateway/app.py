@@ -6,7 +6,7 @@ Routes (each from its module in ``gateway.web``; endpoints accept, check, wire a
   answers TwiML ``<Connect><Stream url="wss://PUBLIC_HOST/twilio/media">`` with the call's
   parameters and a per-call token (``webhooks``).
 - ``WS /twilio/media``: the Media Streams WebSocket. Handshake signature checked (upgrade
-  refused otherwise); then one ``Call`` runs until the call ends (``media``).
+  refused otherwise); then one call runs until it ends (``media``, ``gateway.bridge.runner``).
 - ``POST /twilio/status``, ``POST /twilio/amd``: Twilio's call-status and answering-machine
   callbacks (signature checked), recorded with the call; the agent is told who answered.
 - ``POST /calls`` (bearer ``GATEWAY_API_KEY``): place an outbound call; ``GET /calls``: the
@@ -35,7 +35,7 @@ from gateway.web.calls_api import CallsApi
 from gateway.web.drain import Drain
 from gateway.web.health import Health
 from gateway.web.media import MediaEndpoint
-from gateway.web.registry import Call, CallRecord, CallRegistry, CallWiring, DigitHandler, EventHook
+from gateway.web.registry import CallRecord, CallRegistry, CallRunner, CallWiring, DigitHandler, EventHook
 from gateway.web.startup import Startup
 from gateway.web.twilio_forms import TwilioForms
 from gateway.web.webhooks import TwilioWebhooks
@@ -93,7 +93,7 @@ class Gateway:
     # --- What the server (gateway.serving) and the test kit read ---------------------------------
 
     @property
-    def calls(self) -> dict[str, Call]:
+    def calls(self) -> dict[str, CallRunner]:
         """The calls in progress, by stream SID."""
         return self.registry.calls
 
@@ -126,7 +126,7 @@ def create_app(
 ) -> Starlette:
     """The gateway. ``agent`` overrides ``GATEWAY_AGENT``; ``on_digit`` handles keypresses in
     code (menus, shortcuts) before the model hears of them; ``on_event(call, event)`` sees
-    every session event of every call (see ``gateway.bridge.call.EventHook``)."""
+    every session event of every call (see ``gateway.bridge.runner.EventHook``)."""
     gateway = Gateway(settings, agent, on_digit, on_event)
     app = Starlette(routes=gateway.routes, lifespan=gateway.lifespan)
     app.state.gateway = gateway

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from examples.restaurant.agent import Booking, BookingBook, build_agent
-from gateway.bridge.call import EndReason
+from gateway.bridge.ending import EndReason
 from gateway.testing.phone import ToolUse
 from gateway.testing.realtime import Reply, ToolCall, When
 

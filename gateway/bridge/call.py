@@ -1,757 +1,463 @@
-"""``Call``: one Twilio Media Stream bridged to one ``agents.realtime`` RealtimeSession.
+"""``Call``: one phone call, sans-I/O, like h11's ``Connection``.
 
-The thin asyncio edge around the sans-I/O cores (``MediaStream``, the transcoders, ``Playback``).
-Two tasks per call, each the only writer in its direction:
+It is fed what happened, with the time (``now``, seconds on the call's clock), and returns the
+actions to take (``gateway.bridge.actions``). It owns no socket, task or clock, so every policy
+decision is a plain unit test (tests/bridge/test_call.py):
 
-- ``_read_twilio``: Twilio frames in. Caller audio is transcoded and sent to the model at once,
-  one append per 20 ms frame (no batching: every batched frame adds 20 ms of latency). Mark
-  echoes advance playback. Until the model is connected, caller audio is buffered (bounded).
-- ``_read_session``: session events in. Each has a deliberate handling (``HANDLERS`` below and
-  docs/events.md); agent audio, marks and ``clear`` go to Twilio from here only.
+- **start**: the stream's ``start`` must come in time and carry a valid call token, before
+  anything costs money;
+- **buffering**: caller audio is kept (bounded, oldest dropped) until the model is ready,
+  then sent in order, with no frame lost or reordered by the flush;
+- **barge-in**: the caller talking over the agent clears Twilio's queue, once, only if
+  something would be cut; echoes of marks from before the clear count as cleared;
+- **keypad**: a keypress goes to ``collect_digits`` if it is collecting, else to the
+  application's hook, else to the model;
+- **silence**: a check-in, then a goodbye, then the hang-up;
+- **the maximum duration**, and the model **session rollover** at a pause;
+- **"act only after the words were heard"** for hang-up and transfer;
+- **why the call ended**, and so the close code (``gateway.bridge.ending``).
 
-The call ends when either side ends (Twilio ``stop`` or socket closed, the model ending or
-dropping the session); the other task is cancelled, the session closed, the socket closed.
+The asyncio edge that feeds it and carries out its actions is ``gateway.bridge.runner``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import dataclasses
 import enum
-import inspect
-import itertools
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents import RunContextWrapper
-from agents.realtime import (
-    RealtimeAgent,
-    RealtimePlaybackTracker,
-    RealtimeRunConfig,
-    RealtimeRunner,
-    RealtimeSession,
+from gateway.audio import InboundTranscoder, OutboundTranscoder
+from gateway.bridge.actions import (
+    Action,
+    Ask,
+    CloseStream,
+    DecideTool,
+    HangUp,
+    OfferDigit,
+    Reply,
+    RollOver,
+    SendAudio,
+    SendMedia,
+    TellModel,
+    Transfer,
 )
-from agents.realtime.model_inputs import RealtimeModelSendRawMessage
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
-
-from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder
-from gateway.bridge.agents import (
-    AgentSource,
-    CallInfo,
-    agent_for_call,
-    guard_tools,
-    load_agent_source,
+from gateway.bridge.ending import EndReason, close_code
+from gateway.bridge.events import (
+    AgentChosen,
+    AnsweredBy,
+    BargeIn,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    DigitPressed,
+    GuardrailTripped,
+    HandedOff,
+    HungUp,
+    InputAudioTimeout,
+    ModelError,
+    ModelReconnected,
+    SessionRolledOver,
+    SilenceCheckIn,
+    ToolApproval,
+    ToolCalled,
+    ToolReturned,
+    Transferred,
+    TransferRefused,
+    TwilioStatus,
 )
-from gateway.bridge.control import CallControl
-from gateway.bridge.playback import Action, Playback, SendClear, SendMark, SendMedia
-from gateway.bridge.timing import MessageRate, SilenceAction, SilenceMonitor
+from gateway.bridge.logs import CallLog, short
+from gateway.bridge.playback import Playback
+from gateway.bridge.record import CallRecord, transcript_item
+from gateway.bridge.timing import DigitCollector, MessageRate, SilenceAction, SilenceMonitor
 from gateway.security import TOKEN_PARAMETER, CallTokens, InvalidCallToken
 from gateway.settings import Settings
-from gateway.twilio import (
-    Dtmf,
-    Mark,
-    Media,
-    MediaStream,
-    ProtocolError,
-    Start,
-    Stop,
-    UnknownEvent,
-)
+from gateway.twilio import Dtmf, Mark, Media, MediaStream, ProtocolError, Start, Stop, UnknownEvent
 from gateway.twilio.parser import DEFAULT_MAX_SIZE
-from gateway.twilio.rest import TwilioRest
+from gateway.twilio.twiml import dial_twiml
 
 log = logging.getLogger("gateway.call")
 
-#: An application's keypress handler: ``(call, digit) -> True`` if it handled the digit (then
-#: the model does not hear of it); may be async. ``call.control`` can hang up, transfer, etc.
-DigitHandler = Callable[[CallInfo, str], "bool | Awaitable[bool]"]
-#: ``on_event(call, event)``: sees every session event of every call, in order, before the
-#: gateway handles it (for recorders, metrics, the demo's live view). It runs on the event
-#: loop between events, so it must be quick and must not block; an exception it raises is
-#: logged and the call goes on.
-EventHook = Callable[["Call", Any], None]
-
 #: What the agent is asked to say when the caller is silent, and when the call must end.
+CHECK_IN_REQUEST = "The caller has said nothing for a while. Briefly ask whether they are still there."
+GOODBYE_REQUEST = "Say a brief, polite goodbye now: {why} The call ends after your goodbye."
 #: Session rollover: how long to wait for a pause, and when to try again if there was none.
 ROLLOVER_QUIET_WAIT_S = 20.0
 ROLLOVER_RETRY_S = 5.0
-CHECK_IN_REQUEST = "The caller has said nothing for a while. Briefly ask whether they are still there."
-GOODBYE_REQUEST = "Say a brief, polite goodbye now: {why} The call ends after your goodbye."
-
-#: WebSocket close codes we use towards Twilio (RFC 6455 section 7.4.1).
-CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL = 1007  # a frame that is not a valid Media Streams message
-CLOSE_POLICY = 1008  # refused: no valid call token, or no start in time
-CLOSE_INTERNAL = 1011  # the model side failed
-CLOSE_UNSUPPORTED = 1003  # a binary frame: Media Streams messages are JSON text
-CLOSE_TOO_BIG = 1009  # (sent by uvicorn itself, over ``ws_max_size``)
-#: The gateway's own tools (gateway.tools): they keep their own timing (a goodbye heard, a
-#: keypad timeout), so the tool timeout does not apply to them.
-GATEWAY_TOOLS = frozenset({"hang_up", "transfer_call", "collect_digits"})
-#: Model connection retries: the first pause, and the most any pause grows to (doubling).
-CONNECT_BACKOFF_S = (0.25, 2.0)
-#: One connection attempt gets at most this long (a hung handshake must leave budget for a
-#: retry), and however little of the budget is left, at least the minimum.
-CONNECT_ATTEMPT_S = 2.5
-CONNECT_MIN_ATTEMPT_S = 1.0
-
-#: How long a connected stream may take to send ``start``.
+#: Longest wait for the agent's words to be heard before acting anyway (a stalled stream).
+HEARD_TIMEOUT_S = 30.0
 #: The largest WebSocket message a stream may send (uvicorn closes with 1009 beyond it; the
 #: parser's own limit, for anyone feeding it directly). Real Twilio frames are ~300 bytes.
 MAX_MESSAGE_BYTES = DEFAULT_MAX_SIZE
 
 
-class EndReason(str, enum.Enum):
-    CALLER_HUNG_UP = "caller hung up (stop)"
-    AGENT_HUNG_UP = "agent hung up"
-    TRANSFERRED = "transferred to a person"
-    TWILIO_DISCONNECTED = "Twilio socket closed"
-    MODEL_ENDED = "model ended the session"
-    MODEL_FAILED = "model connection failed"
-    PROTOCOL_ERROR = "malformed Twilio message"
-    BINARY_FRAME = "binary frame (Media Streams is JSON text)"
-    RATE_LIMITED = "message rate limit exceeded"
-    TOO_BIG = "message too big"
-    REFUSED = "refused before start"
-    INTERNAL_ERROR = "internal error"
-    CANCELLED = "cancelled"
+class Phase(enum.Enum):
+    AWAITING_START = "awaiting start"  # connected; no valid start yet
+    CONNECTING = "connecting"  # started; the model is not ready: caller audio is buffered
+    LIVE = "live"  # the model hears the caller
+    ENDED = "ended"  # one side has ended; the edges wind down
 
 
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status of a refused WebSocket handshake (websockets' ``InvalidStatus``)."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
+@dataclasses.dataclass(frozen=True)
+class StartInfo:
+    """What a valid ``start`` told us: the call, and the stream's signed parameters."""
 
+    call_sid: str
+    stream_sid: str
+    account_sid: str
+    parameters: dict[str, str]
+    direction: str
 
-class StreamLimit(Exception):
-    """The Twilio side sent what no Twilio stream sends (too much, too fast, binary)."""
+    @property
+    def from_(self) -> str:
+        return self.parameters.get("from", "")
 
-    def __init__(self, reason: EndReason, what: str) -> None:
-        super().__init__(f"{reason.value}: {what}")
-        self.reason = reason
+    @property
+    def to(self) -> str:
+        return self.parameters.get("to", "")
 
 
 @dataclasses.dataclass
-class CallRecord:
-    """What is kept of a call: who, when, how it ended, what was said."""
+class _Ending:
+    """A hang-up, transfer or goodbye waiting for the agent's words to be heard.
 
-    call_sid: str = ""
-    stream_sid: str = ""
-    from_: str = ""
-    to: str = ""
-    direction: str = "inbound"
-    agent: str = ""
-    started_at: float = dataclasses.field(default_factory=time.time)
-    ended_at: float | None = None
-    end_reason: EndReason | None = None
-    #: The session's history (history_added / history_updated), as plain dicts.
-    transcript: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: Gateway-level events worth keeping: tools, handoffs, interruptions, errors.
-    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: Session event counts by type.
-    counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
-    frames_in: int = 0  # caller frames received
-    frames_out: int = 0  # agent frames sent
-    buffered_frames: int = 0  # caller frames buffered while the model connected, then sent
-    buffered_dropped: int = 0  # caller frames dropped from a full pre-connect buffer
-    stale_echoes: int = 0  # mark echoes after a clear (cleared, not played)
-    dropped_audio_bytes: int = 0  # model audio of interrupted items, never sent
-    rollovers: int = 0  # moves to a fresh model session (session lifetime limit)
-    reconnects: int = 0  # new model sessions after the connection failed mid-call
+    Stages: ``tool`` (the gateway has not yet seen the tool's ``tool_start``, so the words
+    before it may still be on their way), ``quiet`` (no response in progress and nothing
+    unheard), ``next_response`` (a transfer's hand-off was talked over: wait for the agent to
+    speak again), ``goodbye`` (a response begun after ``after`` has been heard out)."""
 
-    def note(self, kind: str, **fields: Any) -> None:
-        self.events.append({"t": round(time.time() - self.started_at, 3), "event": kind, **fields})
-
-
-class CallLog(logging.LoggerAdapter):
-    """Every line of a call carries its call SID and stream SID."""
-
-    def process(self, msg, kwargs):
-        extra = self.extra or {}
-        kwargs.setdefault("extra", {}).update(extra)
-        return f"[call={extra.get('call_sid', '-')} stream={extra.get('stream_sid', '-')}] {msg}", kwargs
-
-
-class PlaybackTracker(RealtimePlaybackTracker):
-    """The SDK's playback tracker, answered from ``Playback``: what the caller heard, from
-    Twilio mark echoes, interpolated between echoes (see gateway/bridge/playback.py). The SDK
-    reads ``get_state`` when the caller starts speaking over the agent and truncates the
-    model's item there (agents/realtime/openai_realtime.py, speech_started handling)."""
-
-    def __init__(self, playback: Playback, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
-        self._playback = playback
-        self._clock = clock
-
-    def get_state(self):  # type: ignore[override]
-        heard = self._playback.heard(self._clock())
-        if heard is None:
-            return {"current_item_id": None, "current_item_content_index": None, "elapsed_ms": None}
-        return {
-            "current_item_id": heard.item_id,
-            "current_item_content_index": heard.content_index,
-            "elapsed_ms": heard.ms,
-        }
-
-
-def model_settings(settings: Settings) -> dict[str, Any]:
-    """The session's base model settings. The SDK re-applies base settings on every session
-    update (handoffs included), so the audio format set here never changes mid-call."""
-    mode = settings.audio_mode.value  # "pcm16" or "g711_ulaw": the SDK's format names
-    turn_detection: dict[str, Any] = {
-        "type": settings.turn_detection,
-        "interrupt_response": settings.interrupt_response,
-        "create_response": True,
-    }
-    if settings.turn_detection == "semantic_vad":
-        turn_detection["eagerness"] = settings.vad_eagerness
-    else:
-        turn_detection["silence_duration_ms"] = settings.vad_silence_ms
-    return {
-        "model_name": settings.model,
-        "voice": settings.voice,
-        "input_audio_format": mode,
-        "output_audio_format": mode,
-        "input_audio_transcription": {"model": settings.transcription_model},
-        "turn_detection": turn_detection,
-    }
-
-
-def model_config(settings: Settings, tracker: RealtimePlaybackTracker) -> dict[str, Any]:
-    config: dict[str, Any] = {"initial_model_settings": model_settings(settings), "playback_tracker": tracker}
-    if settings.openai_realtime_url:
-        config["url"] = settings.openai_realtime_url
-    if settings.openai_api_key:
-        config["api_key"] = settings.openai_api_key
-    elif settings.openai_realtime_url:
-        # A local server needs no key; passing headers skips the SDK's key requirement.
-        config["headers"] = {}
-    return config
+    kind: str  # "hang_up", "transfer" or "goodbye"
+    reason: str
+    deadline: float
+    waiter: int | None = None
+    stage: str = "quiet"
+    tool: str | None = None
+    entry: int = 0
+    until_uninterrupted: bool = False
+    interruptions: int = 0
+    after: int = 0  # responses started before (goodbye; next_response)
+    target: str = ""  # transfer: what Twilio dials
+    text: str = ""  # transfer: the tool's answer
 
 
 class Call:
-    """One phone call. ``await Call(...).run()`` returns when the call is over."""
+    """One phone call's decisions. Feed it; carry out what it returns."""
 
-    def __init__(
-        self,
-        websocket: WebSocket,
-        settings: Settings,
-        tokens: CallTokens,
-        agent_source: AgentSource,
-        *,
-        on_start: Callable[[Call], None] | None = None,
-        rest: TwilioRest | None = None,
-        on_digit: DigitHandler | None = None,
-        on_event: EventHook | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.websocket = websocket
+    def __init__(self, settings: Settings, tokens: CallTokens, *, now: float, wall: float,
+                 has_digit_hook: bool = False, peer: str = "[peer=?]") -> None:
+        """``now`` is the call's clock when the stream connected; ``wall`` the same instant in
+        Unix time (for the call token's expiry)."""
         self.settings = settings
         self.tokens = tokens
-        self.agent_source = agent_source
-        self.clock = clock
-        self.record = CallRecord()
+        self.has_digit_hook = has_digit_hook
+        self.peer = peer
         self.log = CallLog(log, {})
+        self.record = CallRecord()
         self.stream = MediaStream()
-        self.info: CallInfo | None = None
-        mode: AudioMode = settings.audio_mode
+        self.phase = Phase.AWAITING_START
+        self.info: StartInfo | None = None
+        self.end_reason: EndReason | None = None
+        #: Set when a deadline may have changed: the edge re-arms its timer and clears it.
+        self.rearm = False
+        mode = settings.audio_mode
         self.inbound = InboundTranscoder(mode)
         self.playback = Playback(OutboundTranscoder(mode), settings.mark_interval_ms)
-        self.tracker = PlaybackTracker(self.playback, clock)
-        self.session: RealtimeSession | None = None
-        self.agent: RealtimeAgent | None = None  # the starting agent
-        self.current_agent: RealtimeAgent | None = None  # after handoffs
-        self._on_start = on_start
-        self._ready = False  # model connected and pre-connect audio flushed
+        self._t0 = now
+        self._wall_offset = wall - now
+        self._rate = MessageRate(settings.max_message_rate, settings.max_message_burst, now)
+        self._start_deadline = now + settings.start_timeout_s
         self._buffer: collections.deque[bytes] = collections.deque()
         self._buffer_limit = max(1, settings.inbound_buffer_ms // 20)
-        self._end_reason: EndReason | None = None
-        self._model_exception: str | None = None
-        self.control = CallControl(self, rest, clock)
-        self._on_digit = on_digit
-        self._on_event = on_event
-        self.silence: SilenceMonitor | None = None
-        self._timer_wake = asyncio.Event()
+        self._flushed = 0
+        self._greeted = False
+        self._notes: list[str] = []  # for the model, once it hears the caller
+        self._out: list[Action] = []
+        # Progress of the conversation, for "heard" waits.
+        self.responses_started = 0
+        self.responses_ended = 0
+        self.interruptions = 0
+        self.tool_starts_seen: collections.Counter[str] = collections.Counter()
+        self._tool_entries: collections.Counter[str] = collections.Counter()
         self._agent_speaking = False
-        self._connected_at = clock()
-        self._pending_notes: list[str] = []  # system notes for the model, sent once it is ready
-        self._rate = MessageRate(settings.max_message_rate, settings.max_message_burst, clock())
+        # Timers.
+        self.silence: SilenceMonitor | None = None
+        self._max_deadline = now + settings.max_call_s if settings.max_call_s else None
+        self._rollover_at = now + settings.session_rollover_s if settings.session_rollover_s else None
+        self._rollover_wait: float | None = None  # waiting for a pause until then
+        self._rolling_since: float | None = None  # a RollOver is being carried out
+        self._collector: DigitCollector | None = None
+        self._collector_waiter: int | None = None
+        self._ending: _Ending | None = None
 
-    # --- Lifecycle -----------------------------------------------------------------------
+    # --- Derived state --------------------------------------------------------------------------
 
-    async def run(self) -> CallRecord:
-        try:
-            start = await self._await_start()
-            if start is None:
-                return self.record
-            try:
-                agent = self.agent = self.current_agent = await agent_for_call(self.agent_source, self.info)
-            except Exception:  # the application's factory failed: end this call, say why
-                self.log.exception("ending call: the agent factory failed")
-                self._end(EndReason.INTERNAL_ERROR)
-                return self.record
-            self.record.agent = agent.name
-            guard_tools(agent, self.settings.tool_timeout_s, exempt=GATEWAY_TOOLS, log=self.log)
-            twilio_task = asyncio.create_task(self._read_twilio(), name=f"twilio-{self.info.call_sid}")
-            try:
-                await self._converse(agent, twilio_task)
-            finally:
-                if not twilio_task.done():
-                    twilio_task.cancel()
-                await asyncio.gather(twilio_task, return_exceptions=True)
-        except asyncio.CancelledError:
-            self._end(EndReason.CANCELLED)
-            raise
-        finally:
-            await self._close_socket()
-            record = self.record
-            record.ended_at = time.time()
-            record.end_reason = self._end_reason
-            record.stale_echoes = self.playback.stale_echoes
-            record.dropped_audio_bytes = self.playback.dropped_bytes
-            if self.info is not None:
-                self.log.info(
-                    "call ended: %s; %.1f s, frames in %d out %d, buffered-dropped %d, stale echoes %d",
-                    self._end_reason.value if self._end_reason else "?",
-                    record.ended_at - record.started_at,
-                    record.frames_in, record.frames_out, record.buffered_dropped, record.stale_echoes,
-                )
-        return self.record
+    @property
+    def finished(self) -> bool:
+        return self.phase is Phase.ENDED
 
-    async def _converse(self, agent: RealtimeAgent, twilio_task: asyncio.Task[None]) -> None:
-        session = await self._connect(agent)
-        if session is None:  # the caller must not hang on: closing the stream runs the fallback
-            self._end(EndReason.MODEL_FAILED)
-            return
-        self.session = session
-        try:
-            await self._flush_buffer()
-            if self.settings.greeting:
-                await self._greet()
-            session_task = asyncio.create_task(self._read_session(), name=f"session-{self.info.call_sid}")
-            timer_task = asyncio.create_task(self._run_timers(), name=f"timers-{self.info.call_sid}")
-            try:
-                await asyncio.wait({twilio_task, session_task}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (twilio_task, session_task, timer_task):
-                    if not task.done():
-                        task.cancel()
-                await asyncio.gather(twilio_task, session_task, timer_task, return_exceptions=True)
-                for task in (twilio_task, session_task, timer_task):
-                    if not task.cancelled() and task.exception() is not None:
-                        # Each task handles what it expects; anything else is our bug: say so.
-                        self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
-                        self._end(EndReason.INTERNAL_ERROR)
-        finally:
-            current, self.session = self.session, None
-            await session.close()
-            if current is not None and current is not session:
-                await current.close()
+    @property
+    def live(self) -> bool:
+        return self.phase is Phase.LIVE
 
-    async def _new_session(self, agent: RealtimeAgent) -> RealtimeSession:
-        runner = RealtimeRunner(agent, config=RealtimeRunConfig(async_tool_calls=True))
-        return await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
-
-    async def _connect(self, agent: RealtimeAgent) -> RealtimeSession | None:
-        """A connected session, retried with backoff within ``model_connect_budget_s``
-        (refused, timed out, 429, 5xx); None once the budget is spent, at once for a refused
-        key (401/403: retrying cannot help), or when the caller has gone."""
-        deadline = self.clock() + self.settings.model_connect_budget_s
-        delay = CONNECT_BACKOFF_S[0]
-        for attempt in itertools.count(1):
-            session = await self._new_session(agent)
-            try:
-                remaining = deadline - self.clock()
-                timeout = max(min(remaining, CONNECT_ATTEMPT_S), CONNECT_MIN_ATTEMPT_S)
-                async with asyncio.timeout(timeout):
-                    await session.__aenter__()
-                if attempt > 1:
-                    self.log.info("model connected on attempt %d", attempt)
-                return session
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await session.close()
-                status = _http_status(exc)
-                retry = status not in (401, 403) and not self._twilio_gone() and self._end_reason is None
-                self.log.warning("model connection attempt %d failed: %s%s", attempt,
-                                 f"HTTP {status}" if status else type(exc).__name__, f" ({exc})" if str(exc) else "")
-                if not retry or self.clock() + delay >= deadline:
-                    self.log.error("could not reach the model after %d attempt(s); the caller gets the fallback",
-                                   attempt)
-                    return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, CONNECT_BACKOFF_S[1])
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _seed(self, session: RealtimeSession) -> None:
-        """Give a fresh session the conversation so far."""
-        for item in self._history_items():
-            await session.model.send_event(RealtimeModelSendRawMessage(
-                message={"type": "conversation.item.create", "other_data": {"item": item}}))
-
-    async def _reconnect(self, failure: str) -> bool:
-        """The model's socket failed mid-call: connect again (within the budget), carry the
-        conversation over and go on. Caller audio is buffered meanwhile."""
-        started = self.clock()
-        self._ready = False
-        self.log.error("model session failed mid-call (%s); reconnecting", failure)
-        old = self.session
-        new = await self._connect(self.current_agent)
-        if new is None:
-            return False
-        try:
-            await self._seed(new)
-        except Exception as exc:
-            self.log.error("reconnected, but could not restore the conversation: %s", exc)
-            await new.close()
-            return False
-        self.session = new
-        self.playback.interrupt()  # the old session's items are gone with it
-        with contextlib.suppress(Exception):
-            await old.close()
-        await self._flush_buffer()
-        self.record.reconnects += 1
-        self.note_control("model_reconnected", seconds=round(self.clock() - started, 3))
-        self.log.info("model reconnected in %.0f ms; the conversation goes on", 1000 * (self.clock() - started))
-        return True
-
-    def _peer(self) -> str:
-        client = self.websocket.client
-        return f"[peer={client.host}:{client.port}]" if client else "[peer=?]"
-
-    def _end(self, reason: EndReason) -> None:
-        if self._end_reason is None:
-            self._end_reason = reason
-
-    async def _close_socket(self) -> None:
-        if self.websocket.application_state == WebSocketState.DISCONNECTED:
-            return
-        code = {
-            EndReason.PROTOCOL_ERROR: CLOSE_PROTOCOL,
-            EndReason.REFUSED: CLOSE_POLICY,
-            EndReason.RATE_LIMITED: CLOSE_POLICY,
-            EndReason.BINARY_FRAME: CLOSE_UNSUPPORTED,
-            EndReason.MODEL_FAILED: CLOSE_INTERNAL,
-        }.get(self._end_reason, CLOSE_NORMAL)
-        try:
-            await self.websocket.close(code)
-        except (WebSocketDisconnect, RuntimeError, OSError):  # the peer closed first: done
-            pass
-
-    # --- Twilio side -----------------------------------------------------------------------
-
-    async def _receive(self) -> str | None:
-        """The next Twilio frame, or None when the socket closed. Raises ``StreamLimit`` for
-        a frame no Twilio stream sends: binary, or over the message rate."""
-        message = await self.websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            if message.get("code") == CLOSE_TOO_BIG:
-                raise StreamLimit(EndReason.TOO_BIG, f"a message over {MAX_MESSAGE_BYTES} bytes")
+    @property
+    def ending(self) -> str | None:
+        """"hang_up" or "transfer" once the gateway is ending the call (a goodbye still being
+        said is not yet an ending)."""
+        if self._ending is None or self._ending.kind == "goodbye":
             return None
-        if not self._rate.allow(self.clock()):
-            raise StreamLimit(EndReason.RATE_LIMITED, f"more than {self.settings.max_message_rate} "
-                              f"messages/s (burst {self.settings.max_message_burst})")
-        text = message.get("text")
-        if text is None:
-            raise StreamLimit(EndReason.BINARY_FRAME, "a binary frame")
-        return text
+        return self._ending.kind
 
-    async def _await_start(self) -> Start | None:
-        """Read until ``start``; verify the call token before anything costs money."""
+    @property
+    def collecting(self) -> bool:
+        """A keypad collection is waiting for keypresses."""
+        return self._collector is not None
+
+    def quiet(self) -> bool:
+        """No response in progress and nothing sent still unheard."""
+        return self.responses_started == self.responses_ended and not self.playback.speaking
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (None: only an input can change that)."""
+        if self.phase is Phase.AWAITING_START:
+            return self._start_deadline
+        candidates = [self._collector.deadline() if self._collector is not None else None]
+        if self._ending is not None:
+            if self._ending.stage != "acted":
+                candidates.append(self._ending.deadline)
+        elif self.phase is Phase.LIVE:
+            candidates += [self.silence.deadline() if self.silence is not None else None, self._max_deadline]
+            if self._rolling_since is None:
+                candidates.append(self._rollover_wait if self._rollover_wait is not None else self._rollover_at)
+        if self._notes and self.phase is Phase.LIVE:
+            candidates.append(self._t0)  # due now
+        deadlines = [d for d in candidates if d is not None]
+        return min(deadlines) if deadlines else None
+
+    # --- Twilio -----------------------------------------------------------------------------------
+
+    def receive(self, text: str, now: float) -> list[Action]:
+        """A text frame from Twilio."""
+        if self.phase is Phase.ENDED:
+            return []
+        if not self._rate.allow(now):
+            return self._limit(EndReason.RATE_LIMITED, f"more than {self.settings.max_message_rate} "
+                               f"messages/s (burst {self.settings.max_message_burst})", now)
         try:
-            async with asyncio.timeout(self.settings.start_timeout_s):
-                while True:
-                    data = await self._receive()
-                    if data is None:
-                        self._end(EndReason.TWILIO_DISCONNECTED)
-                        return None
-                    message = self.stream.receive(data)
-                    if isinstance(message, Start):
-                        break
-                    if isinstance(message, UnknownEvent):
-                        log.warning("unknown Twilio event before start: %r", message.event)
-        except TimeoutError:
-            log.warning("%s stream refused: no start within %d s", self._peer(), self.settings.start_timeout_s)
-            self._end(EndReason.REFUSED)
-            return None
+            message = self.stream.receive(text)
         except ProtocolError as exc:
-            log.warning("%s stream refused before start: %s", self._peer(), exc)
-            self._end(EndReason.PROTOCOL_ERROR)
-            return None
-        except StreamLimit as exc:
-            log.warning("%s stream refused before start: %s", self._peer(), exc)
-            self._end(exc.reason)
-            return None
-        params = dict(message.custom_parameters)
-        self.log = CallLog(log, {"call_sid": message.call_sid, "stream_sid": message.stream_sid})
+            if self.phase is Phase.AWAITING_START:
+                log.warning("%s stream refused before start: %s", self.peer, exc)
+            else:
+                self.log.error("ending call: %s", exc)
+            return self._end(EndReason.PROTOCOL_ERROR, now)
+        kind = type(message)
+        if kind is Media:
+            return self._caller_audio(message.payload)
+        if kind is Mark:
+            return self._mark_echoed(message.name, now)
+        if kind is Dtmf:
+            return self._digit(message.digit, now)
+        if kind is Start:
+            return self._start(message, now)
+        if kind is Stop:
+            return self._end(EndReason.CALLER_HUNG_UP, now)
+        if kind is UnknownEvent:
+            if self.phase is Phase.AWAITING_START:
+                log.warning("unknown Twilio event before start: %r", message.event)
+            else:
+                self.log.warning("ignoring unknown Twilio event %r", message.event)
+        return []
+
+    def binary_frame(self, now: float) -> list[Action]:
+        return self._limit(EndReason.BINARY_FRAME, "a binary frame", now)
+
+    def too_big(self, now: float) -> list[Action]:
+        return self._limit(EndReason.TOO_BIG, f"a message over {MAX_MESSAGE_BYTES} bytes", now)
+
+    def twilio_closed(self, now: float) -> list[Action]:
+        return self._end(EndReason.TWILIO_DISCONNECTED, now)
+
+    def _limit(self, reason: EndReason, what: str, now: float) -> list[Action]:
+        if self.phase is Phase.AWAITING_START:
+            log.warning("%s stream refused before start: %s: %s", self.peer, reason.value, what)
+        else:
+            self.log.error("ending call: %s: %s", reason.value, what)
+        return self._end(reason, now)
+
+    def _start(self, start: Start, now: float) -> list[Action]:
+        params = dict(start.custom_parameters)
+        self.log = CallLog(log, {"call_sid": start.call_sid, "stream_sid": start.stream_sid})
         # Inbound tokens are bound to the call SID; outbound TwiML is written before Twilio
         # assigns one, so those are bound to our own call reference (itself signed).
         outbound = params.get("direction") == "outbound"
-        subject = params.get("ref", "") if outbound else message.call_sid
+        subject = params.get("ref", "") if outbound else start.call_sid
         try:
-            self.tokens.verify(params.get(TOKEN_PARAMETER), subject, params, now=time.time())
+            self.tokens.verify(params.get(TOKEN_PARAMETER), subject, params, now=now + self._wall_offset)
         except InvalidCallToken as exc:
             self.log.warning("stream refused before any model connection: %s", exc)
-            self._end(EndReason.REFUSED)
-            return None
-        self.info = CallInfo(
-            call_sid=message.call_sid,
-            stream_sid=message.stream_sid,
-            account_sid=message.account_sid,
-            from_=params.get("from", ""),
-            to=params.get("to", ""),
-            parameters=params,
-            control=self.control,
-        )
-        self.record.call_sid, self.record.stream_sid = message.call_sid, message.stream_sid
-        self.record.from_, self.record.to = self.info.from_, self.info.to
-        self.record.direction = "outbound" if outbound else "inbound"
-        if "agent" in params:  # an outbound call placed with its own agent (signed parameter)
-            try:
-                self.agent_source = load_agent_source(params["agent"])
-            except ValueError as exc:  # checked when placed; the deployment changed since
-                self.log.error("ending call: %s", exc)
-                self._end(EndReason.INTERNAL_ERROR)
-                return None
+            return self._end(EndReason.REFUSED, now)
+        self.info = StartInfo(start.call_sid, start.stream_sid, start.account_sid, params,
+                              "outbound" if outbound else "inbound")
+        self.phase = Phase.CONNECTING
+        self.rearm = True
+        self._emit(CallStarted(t=now - self._t0, call_sid=start.call_sid, stream_sid=start.stream_sid,
+                               from_=self.info.from_, to=self.info.to, direction=self.info.direction))
         self.log.info("call started: from %s to %s", self.info.from_ or "?", self.info.to or "?")
-        if self._on_start is not None:
-            self._on_start(self)
-        return message
+        return []
 
-    async def _read_twilio(self) -> None:
-        try:
-            while True:
-                data = await self._receive()
-                if data is None:
-                    self._end(EndReason.TWILIO_DISCONNECTED)
-                    return
-                message = self.stream.receive(data)
-                if isinstance(message, Media):
-                    await self._caller_audio(message.payload)
-                elif isinstance(message, Mark):
-                    self._mark_echoed(message.name)
-                elif isinstance(message, Dtmf):
-                    try:
-                        await self._digit(message.digit)
-                    except ConnectionClosed:  # the model's socket failed; the reader reconnects
-                        self.log.warning("keypress %s lost: the model connection dropped", message.digit)
-                elif isinstance(message, Stop):
-                    self._end(EndReason.CALLER_HUNG_UP)
-                    return
-                elif isinstance(message, UnknownEvent):
-                    self.log.warning("ignoring unknown Twilio event %r", message.event)
-        except ProtocolError as exc:
-            self.log.error("ending call: %s", exc)
-            self._end(EndReason.PROTOCOL_ERROR)
-        except StreamLimit as exc:
-            self.log.error("ending call: %s", exc)
-            self._end(exc.reason)
-        except WebSocketDisconnect:
-            self._end(EndReason.TWILIO_DISCONNECTED)
-
-    async def _caller_audio(self, payload: bytes) -> None:
+    def _caller_audio(self, payload: bytes) -> list[Action]:
         self.record.frames_in += 1
         audio = self.inbound.convert(payload)
-        if self._ready:
-            session = self.session
-            try:
-                await session.send_audio(audio)
-                return
-            except ConnectionClosed:
-                if session is not self.session:
-                    return  # in flight to a session just rolled over and closed: 20 ms lost
-                # The model's socket failed: keep the audio for the reconnected session (the
-                # session reader sees the failure and reconnects, or ends the call).
-                self._ready = False
+        if self.phase is Phase.LIVE:
+            return [SendAudio(audio)]
+        self._keep(audio)
+        return []
+
+    def _keep(self, audio: bytes) -> None:
         if len(self._buffer) >= self._buffer_limit:
             self._buffer.popleft()
             self.record.buffered_dropped += 1
         self._buffer.append(audio)
 
-    async def _flush_buffer(self) -> None:
-        """Send the audio that arrived while the model was connecting, then go live. Frames
-        that arrive during the flush join the buffer; going live happens with no await between
-        the last emptiness check and the flag, so no frame is lost or reordered."""
-        sent = 0
-        while self._buffer:
-            await self.session.send_audio(self._buffer.popleft())
-            sent += 1
-        self._ready = True
-        self.record.buffered_frames = sent
-        if sent:
-            self.log.info("sent %d ms of caller audio buffered while the model connected", sent * 20)
+    def _mark_echoed(self, name: str, now: float) -> list[Action]:
+        self.playback.mark_echoed(name, now)
+        self._speech_changed(now)
+        return self._progress(now)
 
-    def _mark_echoed(self, name: str) -> None:
-        played = self.playback.mark_echoed(name, self.clock())
-        if played is not None and played.ms:
-            self.tracker.on_play_ms(played.item_id, played.content_index, played.ms)
-        self._agent_speech_changed()
-        self.control.changed()
+    # --- The keypad -------------------------------------------------------------------------------
 
-    async def _digit(self, digit: str) -> None:
-        consumed = self.control.digit(digit)
-        if not consumed and self._on_digit is not None:
-            try:
-                handled = self._on_digit(self.info, digit)
-                consumed = bool(await handled if inspect.isawaitable(handled) else handled)
-            except Exception:  # the application's bug must not end the call
-                self.log.exception("digit handler failed on %s", digit)
+    def _digit(self, digit: str, now: float) -> list[Action]:
+        if self._collector is not None:
+            result = self._collector.feed(digit, now)
+            self.rearm = True
+            if result is not None:
+                self._finish_collection(result)
+            return self._digit_done(digit, True, now)
+        if self.has_digit_hook:
+            return [OfferDigit(digit)]
+        return self._digit_done(digit, False, now)
+
+    def digit_handled(self, digit: str, consumed: bool, now: float) -> list[Action]:
+        """The application's hook answered ``OfferDigit``: True if it took the keypress."""
+        return self._digit_done(digit, consumed, now)
+
+    def _digit_done(self, digit: str, consumed: bool, now: float) -> list[Action]:
         self.log.info("caller pressed %s%s", digit, " (collected)" if consumed else "")
-        self.record.note("dtmf", digit=digit, collected=consumed)
-        if consumed:
-            self._timer_wake.set()
-        elif self._ready:
-            await self.session.send_message(f"The caller pressed the {digit} key on their phone.")
+        self._emit(DigitPressed(t=now - self._t0, digit=digit, collected=consumed))
+        out = self._take()
+        if not consumed and self.phase is Phase.LIVE:
+            out.append(TellModel(f"The caller pressed the {digit} key on their phone."))
+        return out
 
-    async def _send(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, SendMedia):
-                self.record.frames_out += 1
-                await self.websocket.send_text(self.stream.media(action.payload))
-            elif isinstance(action, SendMark):
-                await self.websocket.send_text(self.stream.mark(action.name))
-            elif isinstance(action, SendClear):
-                await self.websocket.send_text(self.stream.clear())
-        self._agent_speech_changed()
+    def request_digits(self, count: int | None, terminator: str | None, timeout_s: float, now: float,
+                       waiter: int) -> list[Action]:
+        """``collect_digits``: answered (``Reply`` to ``waiter``) with a ``DigitsResult``."""
+        if self._collector is not None:
+            raise RuntimeError("already collecting keypresses")
+        self._collector = DigitCollector(count, terminator, timeout_s, now)
+        self._collector_waiter = waiter
+        self.rearm = True
+        return []
 
-    def _agent_speech_changed(self) -> None:
-        speaking = self.playback.speaking
-        if speaking != self._agent_speaking:
-            self._agent_speaking = speaking
-            if self.silence is not None:
-                self.silence.agent_speech(speaking, self.clock())
-                self._timer_wake.set()
+    def _finish_collection(self, result: Any) -> None:
+        waiter, self._collector, self._collector_waiter = self._collector_waiter, None, None
+        if waiter is not None:
+            self._out.append(Reply(waiter, result))
 
-    # --- Call control (used by CallControl and the timers) -------------------------------------
+    # --- The model ------------------------------------------------------------------------------
 
-    @property
-    def call_sid(self) -> str:
-        return self.info.call_sid if self.info else ""
+    def agent_chosen(self, name: str, now: float) -> list[Action]:
+        self._emit(AgentChosen(t=now - self._t0, agent=name))
+        return []
 
-    @property
-    def log_prefix(self) -> str:
-        return f"[call={self.call_sid or '-'} stream={self.record.stream_sid or '-'}]"
+    def flush(self, now: float) -> list[Action]:
+        """The model is ready (connected, or reconnected): call until ``live``. Each call
+        returns the caller audio buffered so far; once none is left, the call goes live (with
+        no step between the last emptiness check and going live, so no frame is lost or
+        reordered), asking for the greeting the first time and passing on pending notes."""
+        if self.phase is not Phase.CONNECTING:
+            return []
+        if self._buffer:
+            out: list[Action] = [SendAudio(audio) for audio in self._buffer]
+            self._flushed += len(self._buffer)
+            self._buffer.clear()
+            return out
+        self.phase = Phase.LIVE
+        self.rearm = True
+        self.record.buffered_frames = self._flushed
+        if self._flushed:
+            self.log.info("sent %d ms of caller audio buffered while the model connected", self._flushed * 20)
+        self._flushed = 0
+        out = []
+        if not self._greeted:
+            self._greeted = True
+            if self.settings.greeting:
+                out.append(Ask(self.settings.greeting))
+            if self.settings.silence_check_in_s or self.settings.silence_give_up_s:
+                self.silence = SilenceMonitor(self.settings.silence_check_in_s, self.settings.silence_give_up_s, now)
+        out += [TellModel(note) for note in self._notes]
+        self._notes.clear()
+        return out
 
-    def note_control(self, kind: str, **fields: Any) -> None:
-        """A call event (hang-up, transfer): in the log's record and in the transcript."""
-        self.record.note(kind, **fields)
-        self.record.transcript.append({"type": "call_event", "event": kind, **fields})
+    def audio_not_sent(self, audio: bytes, now: float) -> list[Action]:
+        """Sending ``SendAudio`` failed (the model's socket went): keep it, and everything
+        after it, for the session that replaces it."""
+        if self.phase is Phase.LIVE:
+            self.phase = Phase.CONNECTING
+        self._keep(audio)
+        return []
 
-    def mark_hung_up(self, reason: str) -> None:
-        self._end(EndReason.AGENT_HUNG_UP)
-        self.log.info("hanging up (%s)", reason)
+    def model_lost(self, now: float) -> list[Action]:
+        """The model's connection failed mid-call; the edge reconnects. Until then caller audio
+        is buffered."""
+        if self.phase is Phase.LIVE:
+            self.phase = Phase.CONNECTING
+            self.rearm = True
+        return []
 
-    def answered_by(self, answered_by: str) -> None:
-        """Twilio's answering-machine detection result (outbound calls): tell the agent."""
-        self.record.note("answered_by", answered_by=answered_by)
-        if answered_by == "human":
-            text = "A person answered the phone."
-        elif answered_by.startswith("machine") or answered_by == "fax":
-            text = ("An answering machine answered, not a person. Leave a brief message now, "
-                    "then end the call with hang_up.")
-        else:
-            text = "It is not known whether a person or a machine answered."
-        self._pending_notes.append(f"(Call status: {text})")
-        self._timer_wake.set()
+    def model_reconnected(self, seconds: float, now: float) -> list[Action]:
+        """A new session took over (seeded with the conversation); then ``flush``."""
+        self.playback.interrupt()  # the old session's items are gone with it (nothing to clear)
+        self.record.reconnects += 1
+        self._emit(ModelReconnected(t=now - self._t0, seconds=round(seconds, 3)))
+        return []
 
-    def mark_transferred(self) -> None:
-        self._end(EndReason.TRANSFERRED)
-
-    async def end_stream(self) -> None:
-        """Close the Media Stream ourselves: Twilio then runs the TwiML after <Connect>."""
-        await self._close_socket()
-
-    async def _run_timers(self) -> None:
-        """Silence check-ins, keypad timeouts and the call's maximum duration."""
-        settings, control = self.settings, self.control
-        if settings.silence_check_in_s or settings.silence_give_up_s:
-            self.silence = SilenceMonitor(settings.silence_check_in_s, settings.silence_give_up_s, self.clock())
-        max_deadline = self._connected_at + settings.max_call_s if settings.max_call_s else None
-        rollover_at = self._connected_at + settings.session_rollover_s if settings.session_rollover_s else None
-        while True:
-            deadlines = [d for d in (
-                self.silence.deadline() if self.silence else None, control.collection_deadline(), max_deadline,
-                rollover_at,
-            ) if d is not None]
-            self._timer_wake.clear()
-            timeout = max(0.0, min(deadlines) - self.clock()) if deadlines else None
-            try:
-                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
-                    await self._timer_wake.wait()
-            except TimeoutError:
-                pass
-            now = self.clock()
-            control.tick(now)
-            while self._pending_notes and self._ready:
-                await self.session.send_message(self._pending_notes.pop(0))
-            if control.ending is not None:
-                return
-            if max_deadline is not None and now >= max_deadline:
-                self.log.info("maximum call duration (%d s) reached", settings.max_call_s)
-                await self._goodbye("This call has reached its maximum length.", reason="maximum duration")
-                return
-            if rollover_at is not None and now >= rollover_at:
-                if await self._rollover():
-                    rollover_at = self.clock() + settings.session_rollover_s
-                else:
-                    rollover_at = self.clock() + ROLLOVER_RETRY_S
-                continue
-            action = self.silence.due(now) if self.silence else None
-            if action is SilenceAction.CHECK_IN:
-                self.log.info("caller silent: checking in")
-                self.record.note("silence_check_in")
-                await self.ask(CHECK_IN_REQUEST)
-            elif action is SilenceAction.GIVE_UP:
-                self.log.info("caller still silent: ending the call")
-                await self._goodbye("The caller has been silent for too long.", reason="silence")
-                return
-
-    async def _rollover(self) -> bool:
-        """Move the call to a fresh model session before the current one hits the Realtime
-        API's session lifetime limit, carrying the conversation so far.
-
-        Done at a quiet moment (no response in progress, nothing unheard, the caller not
-        speaking); the caller's audio keeps flowing (to the old session until the swap) and
-        hears no more than the new session's connection time as a pause, if anything.
-        """
-        control = self.control
-        quiet = await control.wait_until(
-            lambda: control.quiet() and not (self.silence and self.silence.caller_speaking), ROLLOVER_QUIET_WAIT_S
-        )
-        if not quiet or control.ending is not None:
-            self.log.info("session rollover postponed: the conversation is not at a pause")
-            return False
-        started = self.clock()
-        old = self.session
-        new = await self._new_session(self.current_agent)
-        try:
-            await new.__aenter__()
-            await self._seed(new)
-        except Exception as exc:
-            self.log.error("session rollover failed, staying on the current session: %s: %s", type(exc).__name__, exc)
-            await new.close()
-            return False
-        self.session = new  # caller audio now goes to the new session
-        # Nothing is playing (a pause): forget the old session's items, so that a barge-in on
+    def rolled_over(self, ok: bool, now: float) -> list[Action]:
+        """The edge carried out ``RollOver``: ``ok`` if the call is on the new session."""
+        started, self._rolling_since = self._rolling_since, None
+        self.rearm = True
+        if not ok:
+            self._rollover_at = now + ROLLOVER_RETRY_S
+            return []
+        # Nothing was playing (a pause): forget the old session's items, so that a barge-in on
         # the new session can never truncate an item the new session does not have.
         self.playback.interrupt()
-        await old.close()  # the reader task moves on to the new session
         self.record.rollovers += 1
-        self.note_control("session_rollover", seconds=round(self.clock() - started, 3))
-        self.log.info("rolled over to a new model session in %.0f ms", 1000 * (self.clock() - started))
-        return True
+        seconds = now - (started if started is not None else now)
+        self._emit(SessionRolledOver(t=now - self._t0, seconds=round(seconds, 3)))
+        self.log.info("rolled over to a new model session in %.0f ms", 1000 * seconds)
+        self._rollover_at = now + self.settings.session_rollover_s
+        return []
 
-    def _history_items(self) -> list[dict[str, Any]]:
-        """The conversation so far as conversation.item.create items (text: the model's
-        audio replies are carried by their transcripts). Assistant text goes as ``output_text``
-        content, the GA type for text an assistant said; whether the live API accepts it in an
-        audio session is not observable here (openai/types/realtime, assistant message param)."""
+    def session_event(self, event: Any, now: float) -> list[Action]:
+        """One ``agents.realtime`` session event (``HANDLERS``)."""
+        self.record.counts[event.type] += 1
+        handler = HANDLERS.get(event.type)
+        if handler is None:
+            self.log.warning("unhandled session event %r", event.type)
+            return []
+        handler(self, event, now)
+        if self._ending is not None or self._rollover_wait is not None:
+            return self._progress(now)
+        return self._take()
+
+    def history_items(self) -> list[dict[str, Any]]:
+        """The conversation so far, as ``conversation.item.create`` items for a fresh session
+        (text: the model's audio replies are carried by their transcripts). Assistant text goes
+        as ``output_text`` content, the GA type for text an assistant said; whether the live API
+        accepts it in an audio session is not observable here (openai/types/realtime, assistant
+        message param)."""
         items = []
         for entry in self.record.transcript:
             text, role = entry.get("text"), entry.get("role")
@@ -761,226 +467,349 @@ class Call:
             items.append({"type": "message", "role": role, "content": [{"type": kind, "text": text}]})
         return items
 
-    async def _goodbye(self, why: str, *, reason: str) -> None:
-        before = self.control.responses_started
-        await self.ask(GOODBYE_REQUEST.format(why=why))
-        await self.control.heard_out_after(before)
-        await self.control.hang_up(reason=reason, after_tool=None)
+    # The handlers: what each session event means for the call (docs/events.md).
 
-    # --- Model side -------------------------------------------------------------------------
+    def _on_audio(self, event: Any, now: float) -> None:
+        self._twilio(self.playback.audio(event.item_id, event.content_index, event.audio.data, now), now)
 
-    async def _greet(self) -> None:
-        await self.ask(self.settings.greeting)
+    def _on_audio_end(self, event: Any, now: float) -> None:
+        self._twilio(self.playback.audio_end(event.item_id, event.content_index, now), now)
 
-    async def ask(self, request: str) -> None:
-        """Have the agent speak now (greeting, check-in, goodbye) without a fake user message in
-        the history: a response.create whose instructions are the agent's own plus the request."""
-        instructions = request
-        own = await self.agent.get_system_prompt(RunContextWrapper(self.info))
-        if own:
-            instructions = f"{own}\n\n{request}"
-        await self.session.model.send_event(
-            RealtimeModelSendRawMessage(
-                message={"type": "response.create", "other_data": {"response": {"instructions": instructions}}}
-            )
-        )
-
-    def _observe(self, event: Any) -> None:
-        try:
-            self._on_event(self, event)
-        except Exception:  # an observer's bug must not end the call
-            self.log.exception("the on_event hook failed on %s", event.type)
-
-    async def _read_session(self) -> None:
-        """Handle session events until the session ends: cleanly (the call ends), or by a
-        failure (reconnect and go on, or end the call if that fails)."""
-        while True:
-            failure = await self._read_until_end()
-            if self._end_reason is not None or self._twilio_gone():
-                # The call is already over (stop, or the socket went): sends fail, nothing to do.
-                self._end(EndReason.TWILIO_DISCONNECTED)
-                return
-            if failure is None:
-                self.log.info("model ended the session")
-                self._end(EndReason.MODEL_ENDED)
-                return
-            if not await self._reconnect(failure):
-                self._end(EndReason.MODEL_FAILED)
-                return
-
-    async def _read_until_end(self) -> str | None:
-        """Read sessions (following rollovers) until one ends: None if it ended cleanly, else
-        what failed."""
-        self._model_exception = None
-        try:
-            debug = self.log.isEnabledFor(logging.DEBUG)
-            while True:
-                session = self.session
-                async for event in session:
-                    self.record.counts[event.type] += 1
-                    if debug:  # every event, with the call SID; INFO lines come from the handlers
-                        self.log.debug("session event %s", event.type)
-                    if self._on_event is not None:
-                        self._observe(event)
-                    handler = HANDLERS.get(event.type)
-                    if handler is None:
-                        self.log.warning("unhandled session event %r", event.type)
-                        continue
-                    await handler(self, event)
-                if self.session is session:
-                    break
-                # Rolled over to a new session (the old one was closed): read the new one.
-        except ConnectionClosedOK:
-            return None
-        except Exception as exc:  # the SDK raises on an abnormal close
-            return f"{type(exc).__name__}: {exc}"
-        # The SDK's iterator checks "closing and queue empty" before its stored exception
-        # (agents/realtime/session.py, __aiter__), so a failed transport can end iteration
-        # quietly if the session is closing; the raw exception event the SDK emitted first
-        # still tells a failure from a clean end.
-        return self._model_exception
-
-    def _twilio_gone(self) -> bool:
-        return WebSocketState.DISCONNECTED in (self.websocket.client_state, self.websocket.application_state)
-
-    async def on_audio(self, event) -> None:
-        await self._send(self.playback.audio(event.item_id, event.content_index, event.audio.data, self.clock()))
-
-    async def on_audio_end(self, event) -> None:
-        await self._send(self.playback.audio_end(event.item_id, event.content_index, self.clock()))
-
-    async def on_audio_interrupted(self, event) -> None:
+    def _on_audio_interrupted(self, event: Any, now: float) -> None:
         # The SDK reports this at every speech_started once the model has spoken at all
-        # (openai_realtime.py, "input_audio_buffer.speech_started": it only checks that an
-        # audio item exists). With everything heard and nothing streaming, there is nothing
-        # to cut: no clear, no barge-in.
+        # (agents/realtime/openai_realtime.py, "input_audio_buffer.speech_started": it only
+        # checks that an audio item exists). With everything heard and nothing streaming,
+        # there is nothing to cut: no clear, no barge-in.
         if not self.playback.interruptible:
             self.log.debug("speech started with the agent silent: nothing to clear")
             return
-        heard = self.playback.heard(self.clock())
-        await self._send(self.playback.interrupt(event.item_id))
-        self.control.interrupted()
-        self.log.info(
-            "barge-in: cleared playback of %s at %.0f ms heard",
-            event.item_id, heard.ms if heard else 0.0,
-        )
-        self.record.note("interrupted", item_id=event.item_id, heard_ms=round(heard.ms) if heard else 0)
+        heard = self.playback.heard(now)
+        self._twilio(self.playback.interrupt(event.item_id), now)
+        self.interruptions += 1
+        heard_ms = heard.ms if heard else 0.0
+        self.log.info("barge-in: cleared playback of %s at %.0f ms heard", event.item_id, heard_ms)
+        self._emit(BargeIn(t=now - self._t0, item_id=event.item_id, heard_ms=round(heard_ms)))
 
-    async def on_guardrail_tripped(self, event) -> None:
-        await self._send(self.playback.interrupt())
+    def _on_guardrail_tripped(self, event: Any, now: float) -> None:
+        self._twilio(self.playback.interrupt(), now)
         names = [r.guardrail.get_name() for r in event.guardrail_results]
         self.log.warning("output guardrail tripped (%s): playback cleared", ", ".join(names))
-        self.record.note("guardrail_tripped", guardrails=names, message=event.message)
+        self._emit(GuardrailTripped(t=now - self._t0, guardrails=names, message=event.message))
 
-    async def on_agent_start(self, event) -> None:
+    def _on_agent_start(self, event: Any, now: float) -> None:
         self.log.debug("agent %s responding", event.agent.name)
-        self.control.response_started()
+        self.responses_started += 1
 
-    async def on_agent_end(self, event) -> None:
+    def _on_agent_end(self, event: Any, now: float) -> None:
         self.log.debug("agent %s done", event.agent.name)
-        self.control.response_ended()
+        self.responses_ended += 1
 
-    async def on_tool_start(self, event) -> None:
-        self.log.info("tool %s started: %s", event.tool.name, _short(event.arguments))
-        self.record.note("tool_start", tool=event.tool.name, arguments=event.arguments)
-        # Everything the agent said before calling the tool has now been sent to Twilio.
-        self.control.tool_started(event.tool.name)
+    def _on_tool_start(self, event: Any, now: float) -> None:
+        self.log.info("tool %s started: %s", event.tool.name, short(event.arguments))
+        self._emit(ToolCalled(t=now - self._t0, tool=event.tool.name, arguments=event.arguments))
+        # The SDK queues tool_start behind every audio event of the response that called the
+        # tool (agents/realtime/session.py, function-tool dispatch): everything the agent said
+        # before calling it has now been sent to Twilio.
+        self.tool_starts_seen[event.tool.name] += 1
 
-    async def on_tool_end(self, event) -> None:
-        self.log.info("tool %s finished: %s", event.tool.name, _short(str(event.output)))
-        self.record.note("tool_end", tool=event.tool.name, output=str(event.output))
+    def _on_tool_end(self, event: Any, now: float) -> None:
+        self.log.info("tool %s finished: %s", event.tool.name, short(str(event.output)))
+        self._emit(ToolReturned(t=now - self._t0, tool=event.tool.name, output=str(event.output)))
 
-    async def on_tool_approval_required(self, event) -> None:
+    def _on_tool_approval_required(self, event: Any, now: float) -> None:
         # Nobody can click "approve" on a phone call: the policy decides, at once.
-        if self.settings.tool_approval == "approve":
-            await self.session.approve_tool_call(event.call_id)
-        else:
-            await self.session.reject_tool_call(
-                event.call_id, rejection_message=f"The tool {event.tool.name} is not permitted on this call."
-            )
-        self.log.info("tool %s needed approval: %sd by policy", event.tool.name, self.settings.tool_approval)
-        self.record.note("tool_approval", tool=event.tool.name, decision=self.settings.tool_approval)
+        policy = self.settings.tool_approval
+        message = "" if policy == "approve" else f"The tool {event.tool.name} is not permitted on this call."
+        self._out.append(DecideTool(event.call_id, policy == "approve", message))
+        self.log.info("tool %s needed approval: %sd by policy", event.tool.name, policy)
+        self._emit(ToolApproval(t=now - self._t0, tool=event.tool.name, decision=policy))
 
-    async def on_handoff(self, event) -> None:
+    def _on_handoff(self, event: Any, now: float) -> None:
         # The SDK sends the new agent's instructions and tools in a session.update built on our
         # base settings, so voice and audio formats stay as they were.
-        self.record.agent = event.to_agent.name
-        self.current_agent = event.to_agent
-        guard_tools(event.to_agent, self.settings.tool_timeout_s, exempt=GATEWAY_TOOLS, log=self.log)
         self.log.info("handoff: %s -> %s", event.from_agent.name, event.to_agent.name)
-        self.record.note("handoff", from_agent=event.from_agent.name, to_agent=event.to_agent.name)
+        self._emit(HandedOff(t=now - self._t0, from_agent=event.from_agent.name, to_agent=event.to_agent.name))
 
-    async def on_history_added(self, event) -> None:
-        item = _item_dict(event.item)
-        for i, existing in enumerate(self.record.transcript):
+    def _on_history_added(self, event: Any, now: float) -> None:
+        item = transcript_item(event.item)
+        transcript = self.record.transcript
+        for i, existing in enumerate(transcript):
             if existing.get("item_id") == item.get("item_id"):
-                self.record.transcript[i] = item
+                transcript[i] = item
                 return
-        self.record.transcript.append(item)
+        transcript.append(item)
 
-    async def on_history_updated(self, event) -> None:
-        self.record.transcript = [_item_dict(item) for item in event.history]
+    def _on_history_updated(self, event: Any, now: float) -> None:
+        self.record.transcript = [transcript_item(item) for item in event.history]
 
-    async def on_error(self, event) -> None:
+    def _on_error(self, event: Any, now: float) -> None:
         # Model errors (and events the SDK could not validate) do not end the call by
         # themselves; a dropped connection ends the session iterator instead.
-        self.log.error("model error: %s", _short(str(event.error), 300))
-        self.record.note("error", error=_short(str(event.error), 300))
+        self.log.error("model error: %s", short(str(event.error), 300))
+        self._emit(ModelError(t=now - self._t0, error=short(str(event.error), 300)))
 
-    async def on_raw_model_event(self, event) -> None:
-        # Every server message also arrives here; the typed events carry the meaning. Only a
-        # transport exception matters: it is how a failed connection is told from a clean end.
-        kind = getattr(event.data, "type", None)
-        if kind == "raw_server_event":
-            server_type = event.data.data.get("type") if isinstance(event.data.data, dict) else None
-            if server_type in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
-                if self.silence is not None:  # the caller speaking or done: the silence clock
-                    self.silence.caller_speech(server_type.endswith("started"), self.clock())
-                    self._timer_wake.set()
-        elif kind == "exception":
-            self._model_exception = f"{type(event.data.exception).__name__}: {event.data.exception} ({event.data.context})"
+    def _on_raw_model_event(self, event: Any, now: float) -> None:
+        # Every server message also arrives here; the typed events carry the meaning, except
+        # the caller's turns, which run the silence clock. (A transport exception, also here,
+        # is the model edge's business: it tells a failed connection from a clean end.)
+        data = event.data
+        if getattr(data, "type", None) != "raw_server_event" or not isinstance(data.data, dict):
+            return
+        server_type = data.data.get("type")
+        if server_type in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
+            if self.silence is not None:
+                self.silence.caller_speech(server_type.endswith("started"), now)
+                self.rearm = True
 
-    async def on_input_audio_timeout_triggered(self, event) -> None:
+    def _on_input_audio_timeout_triggered(self, event: Any, now: float) -> None:
         self.log.info("caller silent past the model's idle timeout")
-        self.record.note("input_audio_timeout")
+        self._emit(InputAudioTimeout(t=now - self._t0))
+
+    def _twilio(self, actions: list[Action], now: float) -> None:
+        for action in actions:
+            if type(action) is SendMedia:
+                self.record.frames_out += 1
+        self._out += actions
+        self._speech_changed(now)
+
+    def _speech_changed(self, now: float) -> None:
+        speaking = self.playback.speaking
+        if speaking != self._agent_speaking:
+            self._agent_speaking = speaking
+            if self.silence is not None:
+                self.silence.agent_speech(speaking, now)
+                self.rearm = True
+
+    # --- The application and Twilio callbacks ----------------------------------------------------
+
+    def answered_by(self, answered_by: str, now: float) -> list[Action]:
+        """Twilio's answering-machine detection result (outbound calls): the agent is told,
+        once it hears the caller."""
+        self._emit(AnsweredBy(t=now - self._t0, answered_by=answered_by))
+        if answered_by == "human":
+            text = "A person answered the phone."
+        elif answered_by.startswith("machine") or answered_by == "fax":
+            text = ("An answering machine answered, not a person. Leave a brief message now, "
+                    "then end the call with hang_up.")
+        else:
+            text = "It is not known whether a person or a machine answered."
+        self._notes.append(f"(Call status: {text})")
+        self.rearm = True
+        return []
+
+    def twilio_status(self, status: str, now: float) -> list[Action]:
+        self._emit(TwilioStatus(t=now - self._t0, status=status))
+        return []
+
+    # --- Ending the call: hang-up, transfer, goodbye ---------------------------------------------
+
+    def request_hang_up(self, now: float, waiter: int) -> list[Action]:
+        """The agent's ``hang_up``: end the call once its goodbye has been heard."""
+        if self.ending is not None:
+            return [Reply(waiter, f"The call is already ending ({self.ending}).")]
+        self._begin(_Ending("hang_up", "agent", now + HEARD_TIMEOUT_S, waiter, stage="tool",
+                            tool="hang_up", entry=self._enter("hang_up")))
+        return self._progress(now)
+
+    def request_transfer(self, target: str, now: float, waiter: int) -> list[Action]:
+        """The agent's ``transfer_call``: hand the caller to a person once the hand-off
+        sentence has been heard, uninterrupted."""
+        dial = self.settings.transfer_target(target)
+        if dial is None:
+            allowed = ", ".join(name for name, _ in self.settings.transfer_targets) or "none"
+            self._emit(TransferRefused(t=now - self._t0, target=target))
+            self.log.warning("transfer to %r refused: not an allowed target", target)
+            return [Reply(waiter, f"Transfer refused: {target!r} is not an allowed target. Allowed: {allowed}.")]
+        if self.ending is not None:
+            return [Reply(waiter, f"The call is already ending ({self.ending}).")]
+        self._begin(_Ending("transfer", "transfer", now + HEARD_TIMEOUT_S, waiter, stage="tool",
+                            tool="transfer_call", entry=self._enter("transfer_call"),
+                            until_uninterrupted=True, target=dial, text=f"Transferring the caller to {target}."))
+        return self._progress(now)
+
+    def _enter(self, tool: str) -> int:
+        self._tool_entries[tool] += 1
+        return self._tool_entries[tool]
+
+    def _goodbye(self, why: str, reason: str, now: float) -> None:
+        self._begin(_Ending("goodbye", reason, now + HEARD_TIMEOUT_S, stage="goodbye", after=self.responses_started))
+        self._out.append(Ask(GOODBYE_REQUEST.format(why=why)))
+
+    def _begin(self, ending: _Ending) -> None:
+        self._ending = ending
+        self._rollover_wait = None
+        self.rearm = True
+
+    def _progress(self, now: float) -> list[Action]:
+        """Move a pending ending (and a wanted rollover) on, as far as the call allows now."""
+        ending = self._ending
+        if ending is not None and ending.stage != "acted":
+            self._advance(ending, now)
+        self._check_rollover(now)
+        return self._take()
+
+    def _advance(self, ending: _Ending, now: float) -> None:
+        while True:
+            stage = ending.stage
+            timed_out = now >= ending.deadline
+            if stage == "tool":
+                if self.tool_starts_seen[ending.tool or ""] >= ending.entry:
+                    ending.stage, ending.interruptions = "quiet", self.interruptions
+                elif timed_out:
+                    ending.stage = "unheard"
+            elif stage == "quiet":
+                if self.quiet():
+                    if not ending.until_uninterrupted or self.interruptions == ending.interruptions:
+                        ending.stage = "heard"
+                    else:  # cut off mid-sentence: wait for the agent's next response, then its end
+                        self.log.info("the hand-off was interrupted; waiting for the agent to finish again")
+                        ending.stage, ending.after = "next_response", self.responses_started
+                elif timed_out:
+                    ending.stage = "unheard"
+            elif stage == "next_response":
+                if self.responses_started > ending.after:
+                    ending.stage, ending.interruptions = "quiet", self.interruptions
+                elif timed_out:
+                    ending.stage = "heard"  # the agent has nothing more to say: not mid-sentence
+            elif stage == "goodbye":
+                if (self.responses_started > ending.after and self.quiet()) or timed_out:
+                    ending.stage = "heard"
+            if ending.stage in ("heard", "unheard"):
+                self._act(ending, now)
+                return
+            if ending.stage == stage:
+                return
+
+    def _act(self, ending: _Ending, now: float) -> None:
+        if ending.kind == "transfer":
+            self._emit(Transferred(t=now - self._t0, target=ending.target))
+            self.end_reason = self.end_reason or EndReason.TRANSFERRED
+            self.log.info("transferring to %s", ending.target)
+            self._out.append(Transfer(dial_twiml(ending.target), ending.waiter, ending.text))
+        else:
+            if ending.kind == "hang_up" and ending.stage == "unheard":
+                self.log.warning("hanging up without confirmation that the goodbye was heard")
+            self._emit(HungUp(t=now - self._t0, reason=ending.reason))
+            self.end_reason = self.end_reason or EndReason.AGENT_HUNG_UP
+            self.log.info("hanging up (%s)", ending.reason)
+            self._out.append(HangUp(ending.reason, ending.waiter))
+            ending.kind = "hang_up"
+        ending.stage = "acted"
+        self.rearm = True
+
+    # --- Timers -------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Action]:
+        """The time is ``now``: whatever fell due."""
+        if self.phase is Phase.AWAITING_START:
+            if now >= self._start_deadline:
+                log.warning("%s stream refused: no start within %g s", self.peer, self.settings.start_timeout_s)
+                return self._end(EndReason.REFUSED, now)
+            return []
+        if self._collector is not None:
+            result = self._collector.expired(now)
+            if result is not None:
+                self._finish_collection(result)
+        if self.phase is Phase.LIVE and self._notes:
+            self._out += [TellModel(note) for note in self._notes]
+            self._notes.clear()
+        if self._ending is not None:
+            return self._progress(now)
+        if self.phase is not Phase.LIVE:
+            return self._take()
+        if self._max_deadline is not None and now >= self._max_deadline:
+            self.log.info("maximum call duration (%g s) reached", self.settings.max_call_s)
+            self._goodbye("This call has reached its maximum length.", "maximum duration", now)
+            return self._take()
+        self._check_rollover(now)
+        action = self.silence.due(now) if self.silence is not None else None
+        if action is SilenceAction.CHECK_IN:
+            self.log.info("caller silent: checking in")
+            self._emit(SilenceCheckIn(t=now - self._t0))
+            self._out.append(Ask(CHECK_IN_REQUEST))
+        elif action is SilenceAction.GIVE_UP:
+            self.log.info("caller still silent: ending the call")
+            self._goodbye("The caller has been silent for too long.", "silence", now)
+        return self._take()
+
+    def _check_rollover(self, now: float) -> None:
+        """Move the call to a fresh model session before the current one hits the Realtime
+        API's session lifetime limit, at a quiet moment (no response in progress, nothing
+        unheard, the caller not speaking); if there is none within ``ROLLOVER_QUIET_WAIT_S``,
+        try again ``ROLLOVER_RETRY_S`` later."""
+        if (self._rollover_at is None or now < self._rollover_at or self._rolling_since is not None
+                or self.phase is not Phase.LIVE):
+            return
+        if self._ending is not None:
+            self._rollover_wait = None
+            return
+        if self._rollover_wait is None:
+            self._rollover_wait = now + ROLLOVER_QUIET_WAIT_S
+            self.rearm = True
+        caller_speaking = self.silence is not None and self.silence.caller_speaking
+        if self.quiet() and not caller_speaking:
+            self._rollover_wait = None
+            self._rolling_since = now
+            self._out.append(RollOver())
+        elif now >= self._rollover_wait:
+            self.log.info("session rollover postponed: the conversation is not at a pause")
+            self._rollover_wait = None
+            self._rollover_at = now + ROLLOVER_RETRY_S
+            self.rearm = True
+
+    # --- The end -------------------------------------------------------------------------------------
+
+    def end(self, reason: EndReason, now: float) -> list[Action]:
+        """The edge saw the call end (the model ended or failed, the socket went)."""
+        return self._end(reason, now)
+
+    def _end(self, reason: EndReason, now: float) -> list[Action]:
+        if self.end_reason is None:
+            self.end_reason = reason
+        self.phase = Phase.ENDED
+        self.rearm = True
+        return self._take()
+
+    def close_stream(self) -> CloseStream:
+        """How to close the stream now, given why the call is ending."""
+        return CloseStream(close_code(self.end_reason))
+
+    def finish(self, now: float) -> CallRecord:
+        """The call is over: its record, complete."""
+        self.phase = Phase.ENDED
+        record = self.record
+        record.stale_echoes = self.playback.stale_echoes
+        record.dropped_audio_bytes = self.playback.dropped_bytes
+        if not any(isinstance(e, CallEnded) for e in record.timeline[-1:]):
+            self._emit(CallEnded(t=now - self._t0, reason=self.end_reason or EndReason.INTERNAL_ERROR))
+        return record
+
+    # --- Plumbing ---------------------------------------------------------------------------------
+
+    def _emit(self, event: CallEvent) -> None:
+        self.record.add(event)
+
+    def _take(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
 
 
 #: Session event type -> handling. docs/events.md is this table in prose; a test checks that
 #: every event type the SDK defines is here.
-HANDLERS: dict[str, Callable[[Call, Any], Awaitable[None]]] = {
-    "agent_start": Call.on_agent_start,
-    "agent_end": Call.on_agent_end,
-    "handoff": Call.on_handoff,
-    "tool_start": Call.on_tool_start,
-    "tool_end": Call.on_tool_end,
-    "tool_approval_required": Call.on_tool_approval_required,
-    "raw_model_event": Call.on_raw_model_event,
-    "audio": Call.on_audio,
-    "audio_end": Call.on_audio_end,
-    "audio_interrupted": Call.on_audio_interrupted,
-    "error": Call.on_error,
-    "history_updated": Call.on_history_updated,
-    "history_added": Call.on_history_added,
-    "guardrail_tripped": Call.on_guardrail_tripped,
-    "input_audio_timeout_triggered": Call.on_input_audio_timeout_triggered,
+HANDLERS = {
+    "agent_start": Call._on_agent_start,
+    "agent_end": Call._on_agent_end,
+    "handoff": Call._on_handoff,
+    "tool_start": Call._on_tool_start,
+    "tool_end": Call._on_tool_end,
+    "tool_approval_required": Call._on_tool_approval_required,
+    "raw_model_event": Call._on_raw_model_event,
+    "audio": Call._on_audio,
+    "audio_end": Call._on_audio_end,
+    "audio_interrupted": Call._on_audio_interrupted,
+    "error": Call._on_error,
+    "history_updated": Call._on_history_updated,
+    "history_added": Call._on_history_added,
+    "guardrail_tripped": Call._on_guardrail_tripped,
+    "input_audio_timeout_triggered": Call._on_input_audio_timeout_triggered,
 }
-
-
-def _short(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _item_dict(item: Any) -> dict[str, Any]:
-    """A history item as plain data: role, status, text (transcripts joined)."""
-    data = item.model_dump(mode="json") if hasattr(item, "model_dump") else dict(item)
-    text_parts = []
-    for part in data.get("content", []) or []:
-        text = part.get("transcript") or part.get("text")
-        if text:
-            text_parts.append(text)
-    out = {"item_id": data.get("item_id"), "type": data.get("type"), "role": data.get("role"), "status": data.get("status")}
-    if text_parts:
-        out["text"] = " ".join(text_parts)
-    if data.get("type") == "function_call":
-        out.update(name=data.get("name"), arguments=data.get("arguments"), output=data.get("output"))
-    return out

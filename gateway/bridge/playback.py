@@ -1,6 +1,6 @@
 """``Playback``: what the caller has heard of the agent, sans-I/O.
 
-Twilio facts this relies on (../shared/reference/twilio.md, "Media Streams - WebSocket Messages"):
+Twilio facts this relies on (https://www.twilio.com/docs/voice/media-streams/websocket-messages):
 
 - Media we send is queued and played in order at real time; sending is not hearing.
 - A ``mark`` we send is echoed back once all audio queued before it has played, and at once
@@ -14,8 +14,7 @@ and at the end of each item. Each mark is named ``g<generation>:<item>:<content 
 (offset in bytes of 8 kHz mu-law, 8 per ms) and remembered until it echoes. A barge-in
 (``interrupt``) sends ``clear``, starts a new generation and forgets every pending mark, so
 their echoes, which Twilio sends at once, are recognised as stale. Each echo reports
-exactly the audio played since the previous echo of that item: that is what feeds the SDK's
-playback tracker.
+exactly the audio played since the previous echo of that item.
 
 Between echoes, ``heard`` interpolates. Twilio plays at real time, so ``t`` seconds after the
 echo at offset ``x`` the caller is at ``x + t``. That is capped at the audio sent, and at one
@@ -30,22 +29,7 @@ import collections
 import dataclasses
 
 from gateway.audio import FRAME_BYTES, ULAW_BYTES_PER_MS, Framer, OutboundTranscoder
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SendMedia:
-    payload: bytes
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SendMark:
-    name: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SendClear:
-    pass
-
+from gateway.bridge.actions import SendClear, SendMark, SendMedia
 
 Action = SendMedia | SendMark | SendClear
 

@@ -58,7 +58,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.audio import pcm16_to_ulaw
-from gateway.bridge.call import CallRecord, DigitHandler, EndReason, EventHook
+from gateway.bridge.ending import EndReason
+from gateway.bridge.record import CallRecord
+from gateway.bridge.runner import DigitHandler, EventHook
 from gateway.bridge.agents import AgentSource
 from gateway.testing.caller.call import CallEnded, TwilioCaller
 from gateway.testing.caller.playout import HeardSegment

@@ -9,8 +9,8 @@
 Everything kept for finished calls is bounded: a process that runs for weeks keeps the last
 ``RECENT_CALLS`` of each.
 
-This is the one module of the web edge that uses ``gateway.bridge.call``: building and running
-a ``Call``, and what the web edge tells a call in progress.
+This is the one module of the web edge that uses the bridge's runner (``gateway.bridge.runner``):
+building and running a call, and what the web edge tells a call in progress.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from gateway.bridge.agents import AgentSource
-from gateway.bridge.call import Call, CallRecord, DigitHandler, EventHook
+from gateway.bridge.record import CallRecord
+from gateway.bridge.runner import CallRunner, DigitHandler, EventHook
 from gateway.security import CallTokens
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest
 
-__all__ = ["RECENT_CALLS", "Call", "CallRecord", "CallRegistry", "CallWiring", "DigitHandler", "EventHook"]
+__all__ = ["RECENT_CALLS", "CallRunner", "CallRecord", "CallRegistry", "CallWiring", "DigitHandler", "EventHook"]
 
 #: Finished calls whose records, statuses and early AMD results are kept in memory.
 RECENT_CALLS = 200
@@ -51,7 +52,7 @@ class CallRegistry:
     def __init__(self, recent: int = RECENT_CALLS) -> None:
         self.recent = recent
         #: Stream SID -> call in progress.
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, CallRunner] = {}
         #: Records of the most recent finished calls (refused streams included), oldest first.
         self.finished: collections.deque[CallRecord] = collections.deque(maxlen=recent)
         #: Twilio status callbacks, by call SID (bounded): ``[{"status", "at", "duration_s"?}]``.
@@ -62,25 +63,25 @@ class CallRegistry:
     async def run(self, websocket: WebSocket, wiring: CallWiring) -> None:
         """One call on an accepted Media Streams socket, until it is over: in ``calls`` from its
         ``start``, then its record in ``finished``."""
-        call = Call(websocket, wiring.settings, wiring.tokens, wiring.agent, on_start=self.started,
+        call = CallRunner(websocket, wiring.settings, wiring.tokens, wiring.agent, on_start=self.started,
                     rest=wiring.rest, on_digit=wiring.on_digit, on_event=wiring.on_event)
         try:
             await call.run()
         finally:
             self.ended(call)
 
-    def started(self, call: Call) -> None:
+    def started(self, call: CallRunner) -> None:
         """The call's ``start`` arrived: it is in progress (and may have an early AMD result)."""
         self.calls[call.record.stream_sid] = call
         answered_by = self.early_amd.pop(call.call_sid, None)
         if answered_by is not None:
             call.answered_by(answered_by)
 
-    def ended(self, call: Call) -> None:
+    def ended(self, call: CallRunner) -> None:
         self.calls.pop(call.record.stream_sid, None)
         self.finished.append(call.record)
 
-    def find(self, call_sid: str) -> Call | None:
+    def find(self, call_sid: str) -> CallRunner | None:
         """The call in progress with this call SID."""
         return next((c for c in self.calls.values() if c.call_sid == call_sid), None)
 
@@ -94,7 +95,7 @@ class CallRegistry:
         self._trim(self.statuses)
         call = self.find(call_sid)
         if call is not None:
-            _note_status(call, status)
+            call.twilio_status(status)
 
     def answered_by(self, call_sid: str, answered_by: str) -> None:
         """An answering-machine result: told to the call, or kept until its stream starts."""
@@ -120,8 +121,3 @@ class CallRegistry:
         """Keep the ``recent`` most recently touched entries."""
         while len(recent) > self.recent:
             recent.popitem(last=False)
-
-
-def _note_status(call: Call, status: str) -> None:
-    """A Twilio status, in the record of the call in progress."""
-    call.record.note("twilio_status", status=status)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
-from gateway.bridge.control import dial_verb
+from gateway.twilio.twiml import dial_verb
 from gateway.security import TOKEN_PARAMETER, CallTokens
 from gateway.settings import Settings
 

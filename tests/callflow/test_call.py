@@ -8,7 +8,7 @@ import pytest
 
 from gateway.audio import ulaw_to_pcm16
 from gateway.audio.measure import amplitude_at, db, from_pcm16, to_pcm16, tone
-from gateway.bridge.call import EndReason
+from gateway.bridge.ending import EndReason
 from gateway.settings import DEFAULT_GREETING, DEFAULT_INSTRUCTIONS
 from gateway.testing.realtime import Reply
 

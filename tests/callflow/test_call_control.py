@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from agents.realtime import RealtimeAgent
 
-from gateway.bridge.call import CHECK_IN_REQUEST, EndReason
+from gateway.bridge.call import CHECK_IN_REQUEST
+from gateway.bridge.ending import EndReason
 from gateway.testing.realtime import Reply, ToolCall
 from gateway.tools import collect_digits
 

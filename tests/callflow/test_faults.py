@@ -11,7 +11,7 @@ import pytest
 from agents import function_tool
 from agents.realtime import RealtimeAgent
 
-from gateway.bridge.call import CLOSE_INTERNAL, EndReason
+from gateway.bridge.ending import CLOSE_INTERNAL, EndReason
 from gateway.testing.realtime import Reply, ToolCall
 
 from .conftest import finished, ulaw_tone

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
-from gateway.bridge.call import EndReason
+from gateway.bridge.ending import EndReason
 from gateway.security import TwilioSignatures
 from gateway.testing.caller.twiml import fetch_twiml, new_sid, parse_stream_twiml, webhook_form
 from gateway.testing.gateway_server import GatewayServer

@@ -10,7 +10,7 @@ import logging
 import pytest
 import websockets
 
-from gateway.bridge.call import (
+from gateway.bridge.ending import (
     CLOSE_POLICY,
     CLOSE_PROTOCOL,
     CLOSE_TOO_BIG,

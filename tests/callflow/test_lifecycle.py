@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gateway.bridge.call import CLOSE_INTERNAL, CLOSE_POLICY, EndReason
+from gateway.bridge.ending import CLOSE_INTERNAL, CLOSE_POLICY, EndReason
 from gateway.security import CallTokens
 from gateway.testing.realtime import Reply
 

@@ -9,7 +9,7 @@ import pytest
 from agents.realtime import RealtimeAgent
 
 from gateway.bridge.agents import CallInfo
-from gateway.bridge.call import EndReason
+from gateway.bridge.ending import EndReason
 from gateway.testing.realtime import Reply, ToolCall
 from gateway.tools import hang_up, transfer_call
 

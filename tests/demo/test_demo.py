@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from gateway.bridge.call import EndReason
+from gateway.bridge.ending import EndReason
 from gateway.demo import clips
 from gateway.demo.run import ORDER_KEYS, run_demo
 

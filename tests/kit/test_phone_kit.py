@@ -10,7 +10,7 @@ from agents.realtime import RealtimeAgent
 
 from gateway.tools import collect_digits, hang_up, transfer_call
 
-from gateway.bridge.call import EndReason
+from gateway.bridge.ending import EndReason
 from gateway.testing.phone import ToolUse
 from gateway.testing.realtime import Reply, ToolCall, When
 

@@ -1,0 +1,67 @@
+"""``TwilioSocket``: a call's thin asyncio edge to Twilio, the Media Streams WebSocket.
+
+It reads one frame at a time and hands it to the call (``gateway.bridge.call.Call``), with
+the socket-level facts only it can see (a binary frame, a message over the size limit, the
+peer gone); it writes what the call decided (media, marks, clear), serialized by the
+stream's ``MediaStream``; and it closes the socket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from gateway.bridge.actions import Action, SendClear, SendMark, SendMedia
+from gateway.bridge.call import Call
+from gateway.bridge.ending import CLOSE_TOO_BIG
+
+
+class TwilioSocket:
+    def __init__(self, websocket: WebSocket, call: Call, clock: Callable[[], float] = time.monotonic) -> None:
+        self.websocket = websocket
+        self.call = call
+        self.clock = clock
+        self._stream = call.stream  # the call parses what comes in; the same stream serializes
+
+    @property
+    def peer(self) -> str:
+        client = self.websocket.client
+        return f"[peer={client.host}:{client.port}]" if client else "[peer=?]"
+
+    async def receive(self) -> list[Action]:
+        """Read the next frame and feed it to the call: what it decided."""
+        try:
+            message = await self.websocket.receive()
+        except WebSocketDisconnect:
+            return self.call.twilio_closed(self.clock())
+        now = self.clock()
+        if message["type"] == "websocket.disconnect":
+            if message.get("code") == CLOSE_TOO_BIG:
+                return self.call.too_big(now)
+            return self.call.twilio_closed(now)
+        text = message.get("text")
+        if text is None:
+            return self.call.binary_frame(now)
+        return self.call.receive(text, now)
+
+    async def send(self, action: Action) -> None:
+        kind = type(action)
+        if kind is SendMedia:
+            await self.websocket.send_text(self._stream.media(action.payload))
+        elif kind is SendMark:
+            await self.websocket.send_text(self._stream.mark(action.name))
+        elif kind is SendClear:
+            await self.websocket.send_text(self._stream.clear())
+
+    def gone(self) -> bool:
+        return WebSocketState.DISCONNECTED in (self.websocket.client_state, self.websocket.application_state)
+
+    async def close(self, code: int) -> None:
+        if self.websocket.application_state == WebSocketState.DISCONNECTED:
+            return
+        try:
+            await self.websocket.close(code)
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the peer closed first: done
+            pass
