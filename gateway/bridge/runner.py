@@ -24,7 +24,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Union
 
 from starlette.websockets import WebSocket
 from websockets.exceptions import ConnectionClosed
@@ -58,7 +58,7 @@ from gateway.twilio.rest import TwilioRest, TwilioRestError
 
 #: An application's keypress handler: ``(call, digit) -> True`` if it handled the digit (then
 #: the model does not hear of it); may be async. ``call.control`` can hang up, transfer, etc.
-DigitHandler = Callable[[CallInfo, str], "bool | Awaitable[bool]"]
+DigitHandler = Callable[[CallInfo, str], Union[bool, Awaitable[bool]]]
 #: ``on_event(call, event)``: sees every session event of every call, in order, before the
 #: gateway handles it (for recorders, metrics, the demo's live view). It runs on the event
 #: loop between events, so it must be quick and must not block; an exception it raises is

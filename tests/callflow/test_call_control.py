@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 
 import pytest
 from agents.realtime import RealtimeAgent
@@ -12,9 +13,6 @@ from gateway.testing.realtime import Reply, ToolCall
 from gateway.tools import collect_digits
 
 from .conftest import finished, gateway_of, place_call, ulaw_tone
-
-
-
 
 
 async def test_a_silent_caller_is_checked_on_then_the_call_ends_politely(start_gateway) -> None:
@@ -65,6 +63,34 @@ async def test_collect_digits_tool_gets_the_pin_instead_of_the_model(start_gatew
     assert conn.function_call_outputs[0].output == "The caller entered 1234 (ended by terminator)."
     assert conn.user_messages == []  # the keypresses did not go to the model as text
     assert [e["collected"] for e in record.events if e["event"] == "dtmf"] == [True] * 5
+
+
+async def test_a_keypad_timeout_fires_with_every_other_timer_off(start_gateway) -> None:
+    """collect_digits' own timeout is the call's only deadline here. (The bridge before the
+    sans-I/O call woke its timer on another event than the one collect_digits set, so with no
+    silence or duration timers the tool waited until something else happened: forever.)"""
+    agent = RealtimeAgent(name="Bank", instructions="Ask for the PIN.", tools=[collect_digits])
+    script = [
+        Reply("Please enter your PIN.", duration_ms=300),
+        ToolCall("collect_digits", {"count": 4, "timeout_s": 1}),
+        Reply("I did not get that.", duration_ms=300),
+    ]
+    off = {"GATEWAY_SILENCE_CHECK_IN_S": "0", "GATEWAY_SILENCE_GIVE_UP_S": "0", "GATEWAY_MAX_CALL_S": "0",
+           "GATEWAY_SESSION_ROLLOVER_S": "0"}
+    async with start_gateway(script, agent=agent, **off) as (gateway, realtime):
+        caller = await place_call(gateway)
+        await caller.wait_heard(300)
+        conn = realtime.connections[0]
+        caller.say(ulaw_tone(1000, 0.3))
+        (call,) = gateway_of(gateway).calls.values()
+        await conn.wait_until(lambda: call.control.collecting, timeout=10)
+        began = time.monotonic()
+        await conn.wait_until(lambda: conn.function_call_outputs, timeout=5)  # presses nothing
+        await caller.hang_up()
+        await finished(gateway)
+    (output,) = conn.function_call_outputs
+    assert output.output == "The caller pressed no keys."
+    assert output.time - began < 2.0  # the 1 s timeout, not whenever something else happens
 
 
 async def test_an_application_digit_handler_takes_keypresses_in_code(start_gateway) -> None:

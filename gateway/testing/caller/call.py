@@ -127,7 +127,7 @@ class TwilioCaller:
         self.clock = CallerClock(speed)
         if signature is None and auth_token is not None:
             # Twilio signs the handshake over the stream URL exactly as written in the TwiML,
-            # with no params (reference/twilio.md, "Signatures").
+            # with no params (https://www.twilio.com/docs/usage/webhooks/webhooks-security).
             signature = TwilioSignatures(auth_token).sign(url, {})
         self.signature = signature
         self._open_timeout = open_timeout

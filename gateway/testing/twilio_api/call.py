@@ -42,7 +42,7 @@ __all__ = ["ANSWERED_BY", "NOT_ANSWERED", "Answer", "FakeCall"]
 
 logger = logging.getLogger("gateway.testing.twilio_api")
 
-#: ``AnsweredBy`` values of answering-machine detection (reference/twilio.md).
+#: ``AnsweredBy`` values of answering-machine detection (https://www.twilio.com/docs/voice/answering-machine-detection).
 ANSWERED_BY = (
     "human", "machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other",
     "fax", "unknown",
