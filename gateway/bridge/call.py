@@ -775,13 +775,12 @@ class Call:
         return CloseStream(close_code(self.end_reason))
 
     def finish(self, now: float) -> CallRecord:
-        """The call is over: its record, complete."""
+        """The call is over (the edge calls this once): its record, complete."""
         self.phase = Phase.ENDED
         record = self.record
         record.stale_echoes = self.playback.stale_echoes
         record.dropped_audio_bytes = self.playback.dropped_bytes
-        if not any(isinstance(e, CallEnded) for e in record.timeline[-1:]):
-            self._emit(CallEnded(t=now - self._t0, reason=self.end_reason or EndReason.INTERNAL_ERROR))
+        self._emit(CallEnded(t=now - self._t0, reason=self.end_reason or EndReason.INTERNAL_ERROR))
         return record
 
     # --- Plumbing ---------------------------------------------------------------------------------

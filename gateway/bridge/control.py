@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from gateway.bridge.actions import Action
@@ -31,14 +31,15 @@ from gateway.bridge.timing import DigitsResult
 
 
 class CallControl:
-    """``execute`` carries out the call's actions (the call's runner provides it); ``answer``
-    is how the runner hands a tool the call's reply."""
+    """The requests go to ``call`` at once; the actions they produce wait in ``take()`` for
+    the call's timer task, which ``wake`` (the call's one wake-up) rouses. The runner hands
+    each tool the call's reply with ``answer``."""
 
-    def __init__(self, call: Call, execute: Callable[[list[Action]], Awaitable[None]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, call: Call, wake: asyncio.Event, clock: Callable[[], float] = time.monotonic) -> None:
         self._call = call
-        self._execute = execute
+        self._wake = wake
         self._clock = clock
+        self._pending: list[Action] = []
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
 
@@ -77,10 +78,16 @@ class CallControl:
         future = asyncio.get_running_loop().create_future()
         self._waiters[waiter] = future
         try:
-            await self._execute(make(self._clock(), waiter))
+            self._pending += make(self._clock(), waiter)
+            self._wake.set()
             return await future
         finally:
             self._waiters.pop(waiter, None)
+
+    def take(self) -> list[Action]:
+        """The actions requests produced, to carry out now."""
+        pending, self._pending = self._pending, []
+        return pending
 
     def answer(self, waiter: int, value: Any) -> None:
         future = self._waiters.get(waiter)

@@ -91,14 +91,14 @@ class CallRunner:
         self.call = Call(settings, tokens, now=clock(), wall=time.time(), has_digit_hook=on_digit is not None)
         self.socket = TwilioSocket(websocket, self.call, clock)
         self.call.peer = self.socket.peer
-        self.control = CallControl(self.call, self.execute, clock)
+        self._wake = asyncio.Event()  # the call's one wake-up: a deadline moved, or a tool asked
+        self.control = CallControl(self.call, self._wake, clock)
         self.tracker = PlaybackTracker(self.call.playback, clock)
         self.info: CallInfo | None = None
         self.model: ModelLink | None = None
         self._on_start = on_start
         self._on_digit = on_digit
         self._on_event = on_event
-        self._wake = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -258,18 +258,20 @@ class CallRunner:
 
     async def _run_timers(self) -> None:
         """Silence check-ins, keypad timeouts, waits for words to be heard, the maximum
-        duration, the session rollover: whatever the call says is due, when it is due."""
+        duration, the session rollover: whatever the call says is due, when it is due; and
+        what the tools asked for (``CallControl``)."""
         call = self.call
         while True:
-            self._wake.clear()
             deadline = call.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            try:
-                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            await self.execute(call.tick(self.clock()))
+            if not self._wake.is_set():
+                timeout = None if deadline is None else max(0.0, deadline - self.clock())
+                try:
+                    async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()  # before taking: a wake-up from here on is seen next time round
+            await self.execute(self.control.take() + call.tick(self.clock()))
 
     # --- Carrying out the call's actions -------------------------------------------------------------
 
