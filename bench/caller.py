@@ -458,9 +458,8 @@ async def post_form(url: str, form: dict[str, str], signature: str) -> str:
 
 
 def parse_stream_twiml(twiml: str) -> tuple[str, dict[str, str]]:
-    """The ``<Connect><Stream url>`` of a TwiML answer and its ``<Parameter>``s (as
-    ``gateway.testing.caller.twiml`` reads it; that package is not imported here: its
-    ``__init__`` loads every local peer, seconds of start-up)."""
+    """The ``<Connect><Stream url>`` of a TwiML answer and its ``<Parameter>``s, as
+    ``gateway.testing.caller.twiml`` reads it (kept here with the least work per call)."""
     stream = ET.fromstring(twiml).find("./Connect/Stream")
     if stream is None or not stream.get("url"):
         raise ValueError(f"no <Connect><Stream url> in the TwiML: {twiml[:200]!r}")

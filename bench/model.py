@@ -51,24 +51,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def _import_realtime_server_alone() -> None:
-    """``gateway.testing``'s ``__init__`` imports every local peer and the call-flow kit (the
-    gateway app and the SDK with them): seconds of start-up this process does not need. Make
-    the package importable without running it, so only the Realtime server's modules load."""
-    import importlib.util
-    import types
-
-    if "gateway.testing" not in sys.modules:
-        spec = importlib.util.find_spec("gateway.testing")
-        if spec is not None and spec.submodule_search_locations:
-            package = types.ModuleType("gateway.testing")
-            package.__path__ = list(spec.submodule_search_locations)
-            sys.modules["gateway.testing"] = package
-
-
-_import_realtime_server_alone()
-
 import gateway.testing.realtime.server as realtime_server_module  # noqa: E402
 from gateway.testing.realtime.connection import RealtimeConnection  # noqa: E402
 from gateway.testing.realtime.script import Reply, Script, synthesize_voice  # noqa: E402
