@@ -197,7 +197,7 @@ class CallRunner:
                     if not task.done():
                         task.cancel()
                 await asyncio.gather(*tasks, *self._background, return_exceptions=True)
-                for task in (*tasks, *self._background):
+                for task in tasks:
                     if not task.cancelled() and task.exception() is not None:
                         # Each task handles what it expects; anything else is our bug: say so.
                         self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
@@ -320,7 +320,12 @@ class CallRunner:
     def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.create_task(work, name=f"{what}-{self.call_sid}")
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # each handles what it expects
+            self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
 
     async def _offer_digit(self, digit: str) -> None:
         consumed = False
