@@ -87,6 +87,8 @@ ROLLOVER_QUIET_WAIT_S = 20.0
 ROLLOVER_RETRY_S = 5.0
 #: Longest wait for the agent's words to be heard before acting anyway (a stalled stream).
 HEARD_TIMEOUT_S = 30.0
+#: Distinct unknown Twilio event names logged per stream (every one is counted).
+UNKNOWN_EVENT_NAMES_LOGGED = 3
 #: The largest WebSocket message a stream may send (uvicorn closes with 1009 beyond it; the
 #: parser's own limit, for anyone feeding it directly). Real Twilio frames are ~300 bytes.
 MAX_MESSAGE_BYTES = DEFAULT_MAX_SIZE
@@ -189,6 +191,8 @@ class Call:
         self._collector: DigitCollector | None = None
         self._collector_waiter: int | None = None
         self._ending: _Ending | None = None
+        #: Unknown Twilio events received, by name (logged once each, counted at the end).
+        self.unknown_events: collections.Counter[str] = collections.Counter()
 
     # --- Derived state --------------------------------------------------------------------------
 
@@ -263,11 +267,20 @@ class Call:
         if kind is Stop:
             return self._end(EndReason.CALLER_HUNG_UP, now)
         if kind is UnknownEvent:
-            if self.phase is Phase.AWAITING_START:
-                log.warning("unknown Twilio event before start: %r", message.event)
-            else:
-                self.log.warning("ignoring unknown Twilio event %r", message.event)
+            self._unknown_event(message.event)
         return []
+
+    def _unknown_event(self, name: str) -> None:
+        """A future Twilio event must not end a call, nor let a peer fill the log: the first of
+        each name is logged, the rest counted and logged once when the call ends."""
+        self.unknown_events[name] += 1
+        if self.unknown_events[name] > 1 or len(self.unknown_events) > UNKNOWN_EVENT_NAMES_LOGGED:
+            return
+        if self.phase is Phase.AWAITING_START:
+            log.warning("%s ignoring unknown Twilio event before start: %r (more are counted, not logged)",
+                        self.peer, short(name, 40))
+        else:
+            self.log.warning("ignoring unknown Twilio event %r (more are counted, not logged)", short(name, 40))
 
     def binary_frame(self, now: float) -> list[Action]:
         return self._limit(EndReason.BINARY_FRAME, "a binary frame", now)
@@ -780,6 +793,12 @@ class Call:
         record = self.record
         record.stale_echoes = self.playback.stale_echoes
         record.dropped_audio_bytes = self.playback.dropped_bytes
+        ignored = sum(self.unknown_events.values())
+        if ignored:
+            names = ", ".join(f"{short(name, 40)!r} x{n}" for name, n in self.unknown_events.most_common(5))
+            (self.log if self.info is not None else log).info(
+                "%s%d unknown Twilio event(s) ignored: %s", "" if self.info is not None else self.peer + " ",
+                ignored, names)
         self._emit(CallEnded(t=now - self._t0, reason=self.end_reason or EndReason.INTERNAL_ERROR))
         return record
 

@@ -463,3 +463,19 @@ def test_the_record_keeps_events_as_dicts() -> None:
     call = live()
     call.receive(dtmf("5"), 2.5)
     assert {"t": 2.5, "event": "dtmf", "digit": "5", "collected": False}.items() <= call.record.events[-1].items()
+
+
+def test_unknown_events_are_logged_once_each_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    call = live()
+    with caplog.at_level("INFO", logger="gateway.call"):
+        for seq in range(3, 1003):
+            call.receive(frames.text({"event": "future", "sequenceNumber": str(seq), "streamSid": frames.STREAM_SID}), 1.0 + seq)
+        for seq in range(1003, 1103):  # many names: only the first few are named in the log
+            call.receive(frames.text({"event": f"e{seq}", "streamSid": frames.STREAM_SID}), 1.0 + seq)
+        assert call.live  # none of it ends the call
+        call.finish(2000.0)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3 and "'future'" in warnings[0].getMessage()
+    assert call.unknown_events["future"] == 1000
+    (summary,) = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage() and r.levelname == "INFO"]
+    assert "1100 unknown Twilio event(s) ignored" in summary and "'future' x1000" in summary
