@@ -3,8 +3,9 @@
 Twilio signs the handshake's ``X-Twilio-Signature`` over the ``wss://`` URL exactly as written
 in our TwiML, with no parameters (https://www.twilio.com/docs/voice/media-streams/websocket-messages,
 https://www.twilio.com/docs/usage/webhooks/webhooks-security); a handshake that does not match
-is refused before ``accept``, which uvicorn answers with HTTP 403. Then one call runs until it
-is over (``gateway.web.registry``), its per-call token checked on ``start``.
+is refused before ``accept``, which uvicorn answers with HTTP 403; the line saying so names the
+peer, and is limited per peer (``gateway.ratelog``). Then one call runs until it is over
+(``gateway.web.registry``), its per-call token checked on ``start``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from starlette import status
 from starlette.websockets import WebSocket
 
+from gateway.ratelog import peer_tag
 from gateway.security import TwilioSignatures
 from gateway.settings import Settings
 from gateway.web.registry import CallRegistry, CallWiring
@@ -41,5 +43,5 @@ class MediaEndpoint:
         url = self.settings.stream_url
         if self.settings.insecure_skip_signature or self.signatures.stream_valid(url, websocket.headers.get("x-twilio-signature")):
             return True
-        log.warning("media stream refused: X-Twilio-Signature does not match %s", url)
+        log.warning("%s media stream refused: X-Twilio-Signature does not match %s", peer_tag(websocket.client), url)
         return False

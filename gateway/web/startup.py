@@ -3,10 +3,13 @@
 Start-up, once per gateway:
 
 - a loud warning if ``GATEWAY_INSECURE_SKIP_SIGNATURE`` is on;
+- the gateway's ``PeerLogFilter`` on the loggers whose lines name peers (``gateway.ratelog``):
+  a peer opening thousands of connections gets a few lines, not one per connection;
 - ``gateway.bridge.sdk.prepare()``: the Agents SDK's one-off costs (about 100 ms on the first
   session of the process, about 20 ms per raw message before it) paid now, not during calls.
 
-Shutdown: the Twilio REST client's pooled connections are closed.
+Shutdown: the Twilio REST client's pooled connections are closed, and the filter removed (its
+count of lines held back and never told is logged).
 
 ``create_app``'s own lifespan does both. But a server runs only the outermost application's
 lifespan: Starlette does not pass lifespan events to mounted applications, so a gateway mounted
@@ -32,6 +35,7 @@ from typing import Any, TypeVar
 from starlette.requests import HTTPConnection
 
 from gateway.bridge import sdk
+from gateway.ratelog import PeerLogFilter
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest
 
@@ -50,6 +54,8 @@ class Startup:
         self.done = False
         #: What ran it: ``"lifespan"``, or the first request's method and path.
         self.ran_by: str | None = None
+        #: Lines naming a peer, limited per peer while the gateway runs.
+        self.peer_log = PeerLogFilter()
 
     def run(self, by: str = "lifespan") -> bool:
         """Start up, unless done already; True if this call did it."""
@@ -63,12 +69,18 @@ class Startup:
                 "!!! GATEWAY_INSECURE_SKIP_SIGNATURE is on: Twilio signatures are NOT checked. "
                 "Anyone who finds this URL can place calls on your model account. Local development only. !!!"
             )
+        self.peer_log.install()
         sdk.prepare()
         log.info("start-up done (%s) in %.0f ms", by, (time.perf_counter() - began) * 1000)
         return True
 
     def close(self) -> None:
-        """Shutdown: close the Twilio REST client's pooled connections."""
+        """Shutdown: close the Twilio REST client's pooled connections; remove the filter."""
+        self.peer_log.uninstall()
+        untold = self.peer_log.limiter.untold
+        if untold:
+            log.info("%d log line(s) naming peers were held back by the per-peer limit since the last ones written",
+                     untold)
         self.rest.close()
 
     @contextlib.asynccontextmanager

@@ -9,7 +9,8 @@ mount or of ``uvicorn --root-path`` (``PUBLIC_URL`` names that prefix itself), a
 
 Each refusal is a ``FormRefused`` carrying the HTTP answer: 413 (over ``MAX_WEBHOOK_BYTES``),
 415 (not a form), 400 (not UTF-8 form encoding, or a required parameter missing), 403 (the
-signature does not match).
+signature does not match). A signature that does not match is logged with the peer, limited per
+peer (``gateway.ratelog``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from gateway.ratelog import peer_tag
 from gateway.security import TwilioSignatures
 from gateway.settings import Settings
 
@@ -93,7 +95,7 @@ class TwilioForms:
             request.headers.get("x-twilio-webhooks-signature-settings"),
         )
         if not ok:
-            log.warning("webhook refused: X-Twilio-Signature does not match %s", url)
+            log.warning("%s webhook refused: X-Twilio-Signature does not match %s", peer_tag(request.client), url)
         return ok
 
     async def _body(self, request: Request) -> bytes:

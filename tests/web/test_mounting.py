@@ -80,7 +80,12 @@ async def host_app(*, compose: bool, realtime_url: str = "ws://127.0.0.1:9/v1/re
         return Starlette(routes=[Route("/", home), Mount("/phone", app=phone)], lifespan=lifespan)
 
     async with GatewayServer(make) as server:
-        yield Host(server, gateways[0], events)
+        try:
+            yield Host(server, gateways[0], events)
+        finally:
+            # Without a composed lifespan nothing shuts the gateway down: its per-peer log
+            # limit would stay on the process's loggers, and limit later tests' lines.
+            gateways[0].startup.peer_log.uninstall()
 
 
 async def post_signed(url: str, form: dict[str, str], signed_url: str | None = None) -> httpx.Response:

@@ -1,4 +1,5 @@
-"""Start-up runs once, by a lifespan or by the first request; shutdown closes the REST client."""
+"""Start-up runs once, by a lifespan or by the first request, and puts the per-peer log limit on
+the loggers; shutdown closes the REST client and takes the limit off."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import pytest
 
 from gateway.bridge import sdk
+from gateway.ratelog import PEER_LOGGERS, PeerLogFilter
 from gateway.settings import Settings
 from gateway.web.startup import Startup
 
@@ -30,6 +32,21 @@ def startup(**overrides: str) -> Startup:
     settings = Settings.from_mapping({"PUBLIC_URL": "https://gw.example.com", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
                                       "TWILIO_AUTH_TOKEN": "t", "OPENAI_API_KEY": "sk-test", **overrides})
     return Startup(settings, StandInRest())  # type: ignore[arg-type]
+
+
+def peer_filters() -> list[logging.Filter]:
+    return [f for name in PEER_LOGGERS for f in logging.getLogger(name).filters if isinstance(f, PeerLogFilter)]
+
+
+@pytest.fixture(autouse=True)
+def no_filter_left_behind():
+    """A start-up without a shutdown leaves its filter on the process's loggers: taken off here,
+    so that no later test's lines are limited by this one's."""
+    yield
+    for name in PEER_LOGGERS:
+        logger = logging.getLogger(name)
+        for f in [f for f in logger.filters if isinstance(f, PeerLogFilter)]:
+            logger.removeFilter(f)
 
 
 @pytest.fixture
@@ -89,3 +106,18 @@ async def test_after_a_lifespan_a_guarded_endpoint_does_nothing_more(prepared, c
         assert await s.guarded(endpoint)(Connection("/healthz")) == "answer"
     assert prepared == ["prepare"] and s.ran_by == "lifespan"
     assert not any("first request" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_per_peer_log_limit_is_on_while_the_gateway_runs(prepared, caplog) -> None:
+    caplog.set_level(logging.INFO, "gateway")
+    s = startup()
+    assert peer_filters() == []
+    async with s.lifespan():
+        assert peer_filters() == [s.peer_log] * len(PEER_LOGGERS)
+        call = logging.getLogger("gateway.call")
+        for port in range(10):
+            call.warning("%s stream refused before start: %s", f"[peer=203.0.113.9:{port}]", "not JSON")
+    assert peer_filters() == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("stream refused before start" in m for m in messages) == 5  # gateway.ratelog.BURST
+    assert "5 log line(s) naming peers were held back by the per-peer limit since the last ones written" in messages

@@ -32,7 +32,7 @@ def settings(public_url: str = "https://gw.example.com", **overrides: str) -> Se
 
 def request(chunks: Iterable[bytes], *, path: str = "/twilio/voice", root_path: str = "", query: str = "",
             content_type: str | None = FORM_TYPE, content_length: int | None = None,
-            signature: str | None = None) -> Request:
+            signature: str | None = None, client: tuple[str, int] | None = None) -> Request:
     chunks = list(chunks)
     headers = [(b"host", b"internal:8080")]
     if content_type is not None:
@@ -50,7 +50,8 @@ def request(chunks: Iterable[bytes], *, path: str = "/twilio/voice", root_path: 
         return {"type": "http.request", "body": chunk, "more_body": chunk is not chunks[-1]}
 
     scope = {"type": "http", "method": "POST", "scheme": "http", "server": ("internal", 8080),
-             "path": path, "root_path": root_path, "query_string": query.encode(), "headers": headers}
+             "path": path, "root_path": root_path, "query_string": query.encode(), "headers": headers,
+             "client": client}
     return Request(scope, receive)
 
 
@@ -129,6 +130,14 @@ async def test_a_form_signed_for_another_url_is_a_403(signed_for: str, caplog) -
         await forms().read(signed_request(FORM, signed_for))
     assert refusal(exc) == (403, "invalid Twilio signature")
     assert any("does not match https://gw.example.com/twilio/voice" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_refusal_line_names_the_peer(caplog) -> None:
+    with pytest.raises(FormRefused):
+        await forms().read(signed_request(FORM, "https://elsewhere/", client=("203.0.113.9", 40412)))
+    assert [r.getMessage() for r in caplog.records] == [
+        "[peer=203.0.113.9:40412] webhook refused: X-Twilio-Signature does not match https://gw.example.com/twilio/voice"
+    ]
 
 
 async def test_an_unsigned_form_is_a_403_unless_checks_are_switched_off() -> None:
