@@ -16,19 +16,24 @@ A second signal exits at once (uvicorn's own handling).
 ``uvicorn_config`` is the one place the server's settings are chosen (``gateway serve``, the
 test kit's ``GatewayServer`` and the bench's bare relay use it), including the WebSocket
 protocol class ``MediaStreamProtocol``: uvicorn's sans-I/O ``websockets`` implementation with
-flow control that pauses reading when messages pile up rather than after every message.
+flow control that pauses reading when messages pile up rather than after every message, and a
+text message that is not UTF-8 closed with 1007 and one line (not a traceback per message).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import CloseCode
+
+from gateway.ratelog import peer_tag
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 __all__ = ["DrainingServer", "MediaStreamProtocol", "freeze_startup_heap", "uvicorn_config"]
+
+log = logging.getLogger("gateway.serving")
 
 
 def freeze_startup_heap() -> None:
@@ -54,33 +61,66 @@ def freeze_startup_heap() -> None:
 
 
 class MediaStreamProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol, with flow control suited to a Media Stream.
+    """uvicorn's ``websockets-sansio`` protocol, with flow control suited to a Media Stream, and
+    a text message that is not UTF-8 refused in one line.
 
-    uvicorn pauses the socket's reading after every message it queues for the application and
-    resumes when the application has taken the last one: for a stream of 50 small messages a
-    second that is an ``epoll_ctl`` pair per message, about a tenth of the gateway's CPU under
-    load (``bench/load.py``, py-spy). Here reading pauses only when ``HIGH`` messages wait
-    unread and resumes once the application is down to ``LOW``: the same back-pressure on a
-    peer that outruns the application, with no system calls while it keeps up. A peer can then
-    have at most ``HIGH`` messages (each at most the server's ``ws_max_size``) queued in the
-    process before TCP holds the rest.
+    Flow control: uvicorn pauses the socket's reading after every message it queues for the
+    application and resumes when the application has taken the last one: for a stream of 50
+    small messages a second that is an ``epoll_ctl`` pair per message, about a tenth of the
+    gateway's CPU under load (``bench/load.py``, py-spy). Here reading pauses only when ``HIGH``
+    messages wait unread and resumes once the application is down to ``LOW``: the same
+    back-pressure on a peer that outruns the application, with no system calls while it keeps
+    up. A peer can then have at most ``HIGH`` messages (each at most the server's
+    ``ws_max_size``) queued in the process before TCP holds the rest.
+
+    Invalid UTF-8: ``websockets``' sans-I/O parser does not decode text frames (its asyncio
+    layer does); uvicorn decodes a whole message when it queues it and, if that fails, logs an
+    ERROR with a traceback, for every such message of every peer. RFC 6455 says to *Fail the
+    WebSocket Connection* then, with close code 1007, "invalid frame payload data"
+    (https://www.rfc-editor.org/rfc/rfc6455#section-8.1, section 7.4.1): done here with
+    ``websockets``' ``fail`` (close frame, then the server ends the TCP connection), and one
+    WARNING naming the peer, limited per peer like every line naming one (``gateway.ratelog``).
+    The application sees a ``websocket.disconnect`` with code 1007.
     """
 
     HIGH = 8
     LOW = 2
 
     def send_receive_event_to_app(self) -> None:
-        paused = self.read_paused
-        self.read_paused = True  # uvicorn's own code pauses only when this is False
-        try:
-            super().send_receive_event_to_app()
-        finally:
-            self.read_paused = paused
-        # Once the application has closed, messages are dropped, not queued, and reading must go
-        # on until the peer's close frame: never pause then.
-        if not paused and not self.close_sent and self.queue.qsize() >= self.HIGH:
+        # uvicorn's own (uvicorn.protocols.websockets.websockets_sansio_impl), but for the
+        # pause rule and the invalid text.
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            # The application has closed: messages are dropped, not queued, and reading goes
+            # on until the peer's close frame (uvicorn's rule): never pause then.
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                message: ASGIReceiveEvent = {"type": "websocket.receive", "text": data.decode()}
+            except UnicodeDecodeError as error:
+                self.fail_invalid_text(error)
+                return
+        else:
+            message = {"type": "websocket.receive", "bytes": data}
+        self.queue.put_nowait(message)
+        if not self.read_paused and self.queue.qsize() >= self.HIGH:
             self.read_paused = True
             self.transport.pause_reading()
+
+    def fail_invalid_text(self, error: UnicodeDecodeError) -> None:
+        """A text message that is not UTF-8: one line, then close with 1007 and drop the TCP
+        connection (what uvicorn does after its traceback, and ``websockets`` for a close
+        frame's reason that is not UTF-8)."""
+        code, reason = int(CloseCode.INVALID_DATA), "invalid UTF-8"
+        path = getattr(self, "scope", {}).get("path", "?")
+        log.warning("%s WebSocket %s closed with 1007: a text message that is not UTF-8 (%s at byte %d)",
+                    peer_tag(self.client), path, error.reason, error.start)
+        self.conn.fail(code, reason)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
 
     async def receive(self) -> ASGIReceiveEvent:
         message = await self.queue.get()

@@ -1,10 +1,12 @@
-"""The server's WebSocket flow control (gateway.serving.MediaStreamProtocol), on a real uvicorn
+"""The server's WebSocket protocol (gateway.serving.MediaStreamProtocol), on a real uvicorn
 server and a real client: no pause of the socket per message while the application keeps up,
-back-pressure when it does not, and every message delivered in order either way."""
+back-pressure when it does not, and every message delivered in order either way; a text message
+that is not UTF-8 closed with 1007 in one line naming the peer, limited per peer."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
@@ -14,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from gateway.ratelog import LogLimiter, PeerLogFilter
 from gateway.serving import MediaStreamProtocol, uvicorn_config
 
 
@@ -123,3 +126,109 @@ def test_the_startup_heap_is_frozen_so_full_collections_walk_only_newer_objects(
         assert len(gc.get_objects()) < tracked // 10  # what a full collection now walks
     finally:
         gc.unfreeze()
+
+
+# --- A text message that is not UTF-8 --------------------------------------------------------------
+
+
+class Captured(logging.Handler):
+    """The records of the loggers it is attached to (uvicorn's own loggers may not reach the
+    root: its default logging config stops them)."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.loggers = [logging.getLogger(name) for name in names]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> Captured:
+        for logger in self.loggers:
+            logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for logger in self.loggers:
+            logger.removeHandler(self)
+
+
+@pytest.fixture
+async def echo():
+    """An endpoint under ``MediaStreamProtocol`` that echoes text messages and notes how each
+    connection ended for it; uvicorn's loggers as ``gateway serve`` has them."""
+    ends: list[int] = []
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                ends.append(message.get("code", 1000))
+                return
+            await ws.send_text("echo " + message["text"])
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn_config(app, log_level="info", log_config=None, lifespan="off"))
+    srv.capture_signals = lambda: _no_signals()  # type: ignore[method-assign]
+    with Captured("uvicorn", "uvicorn.error", "gateway.serving") as captured:
+        task = asyncio.create_task(srv.serve(sockets=[sock]))
+        while not srv.started:
+            await asyncio.sleep(0.005)
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/ws", ends, captured
+        srv.should_exit = True
+        async with asyncio.timeout(10):
+            await task
+
+
+INVALID = b'{"event": "media", "x": "\xff\xfe"}'  # not UTF-8 from byte 25
+
+
+async def closed_by_server(ws: websockets.ClientConnection) -> int | None:
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 5)
+    return ws.close_code
+
+
+async def test_invalid_utf8_closes_with_1007_in_one_line_naming_the_peer_and_no_traceback(echo) -> None:
+    url, ends, captured = echo
+    async with websockets.connect(url) as good:
+        async with websockets.connect(url) as bad:
+            await bad.send(INVALID, text=True)  # a text frame, sent as these bytes
+            assert await closed_by_server(bad) == 1007
+            port = bad.local_address[1]
+        await good.send("still here")  # the connection next to it is unaffected
+        assert await good.recv() == "echo still here"
+    lines = [r for r in captured.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in lines] == [
+        f"[peer=127.0.0.1:{port}] WebSocket /ws closed with 1007: a text message that is not UTF-8 "
+        "(invalid start byte at byte 25)"
+    ]
+    assert not any(r.exc_info for r in captured.records)  # uvicorn's own handling logs a traceback
+    assert ends[0] == 1007  # the application was told, with the code
+
+
+async def test_a_message_in_fragments_is_decoded_whole(echo) -> None:
+    url, ends, captured = echo
+    async with websockets.connect(url) as ws:
+        await ws.send([b"caf\xc3", b"\xa9"], text=True)  # a character split across two frames
+        assert await ws.recv() == "echo caf\u00e9"
+        await ws.send([INVALID[:20], INVALID[20:]], text=True)
+        assert await closed_by_server(ws) == 1007
+
+
+async def test_invalid_utf8_lines_are_limited_per_peer(echo) -> None:
+    url, ends, captured = echo
+    peer_log = PeerLogFilter(LogLimiter(burst=2, every_s=60, total_burst=100, total_every_s=1), clock=lambda: 0.0)
+    peer_log.install(("gateway.serving",))
+    try:
+        for _ in range(6):
+            async with websockets.connect(url) as bad:
+                await bad.send(INVALID, text=True)
+                assert await closed_by_server(bad) == 1007
+    finally:
+        peer_log.uninstall()
+    lines = [r for r in captured.records if r.name == "gateway.serving"]
+    assert len(lines) == 2 and peer_log.limiter.untold == 4
