@@ -37,8 +37,9 @@ from collections.abc import Callable, Hashable
 
 __all__ = ["PEER_LOGGERS", "LogLimiter", "Pass", "PeerLogFilter", "peer_tag"]
 
-#: The loggers whose lines may name a peer: the web edge's, the call's, the server's.
-PEER_LOGGERS = ("gateway.app", "gateway.call", "gateway.serving")
+#: The loggers whose lines may name a peer: the web edge's, the call's, the server's, and
+#: uvicorn's (a media stream's handshake lines carry the peer: ``gateway.serving``).
+PEER_LOGGERS = ("gateway.app", "gateway.call", "gateway.serving", "uvicorn.error")
 
 #: Per (peer host, kind of line): five lines at once, then one a minute.
 BURST, EVERY_S = 5, 60.0

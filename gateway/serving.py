@@ -81,10 +81,23 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
     ``websockets``' ``fail`` (close frame, then the server ends the TCP connection), and one
     WARNING naming the peer, limited per peer like every line naming one (``gateway.ratelog``).
     The application sees a ``websocket.disconnect`` with code 1007.
+
+    Each connection's own log records (uvicorn's handshake line, ``websockets``' "connection
+    open") carry the peer too, so that they are limited per peer as well.
     """
 
     HIGH = 8
     LOW = 2
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # uvicorn's lines of this connection ('"WebSocket /twilio/media" [accepted]', '403') and
+        # websockets' ("connection open", "connection rejected"): one or two per connection,
+        # whoever the peer. Each record carries the peer (``record.peer``), so the gateway's
+        # per-peer limit applies to them too (gateway.ratelog).
+        peer = peer_tag(self.client)
+        self.logger = _PeerLogger(self.logger, {"peer": peer})  # type: ignore[assignment]
+        self.conn.logger = logging.LoggerAdapter(self.conn.logger, {"peer": peer})
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn's own (uvicorn.protocols.websockets.websockets_sansio_impl), but for the
@@ -128,6 +141,14 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         return message
+
+
+class _PeerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A connection's uvicorn logger whose records carry the peer."""
+
+    @property
+    def level(self) -> int:  # uvicorn compares its logger's level with TRACE
+        return self.logger.level
 
 
 def uvicorn_config(app: ASGIApp, **options: object) -> uvicorn.Config:

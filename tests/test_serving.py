@@ -6,6 +6,7 @@ that is not UTF-8 closed with 1007 in one line naming the peer, limited per peer
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 
@@ -173,7 +174,7 @@ async def echo():
     sock.bind(("127.0.0.1", 0))
     srv = uvicorn.Server(uvicorn_config(app, log_level="info", log_config=None, lifespan="off"))
     srv.capture_signals = lambda: _no_signals()  # type: ignore[method-assign]
-    with Captured("uvicorn", "uvicorn.error", "gateway.serving") as captured:
+    with Captured("uvicorn.error", "gateway.serving") as captured:
         task = asyncio.create_task(srv.serve(sockets=[sock]))
         while not srv.started:
             await asyncio.sleep(0.005)
@@ -219,10 +220,10 @@ async def test_a_message_in_fragments_is_decoded_whole(echo) -> None:
         assert await closed_by_server(ws) == 1007
 
 
-async def test_invalid_utf8_lines_are_limited_per_peer(echo) -> None:
+async def test_a_peer_s_lines_are_limited_per_peer_uvicorn_s_own_included(echo) -> None:
     url, ends, captured = echo
     peer_log = PeerLogFilter(LogLimiter(burst=2, every_s=60, total_burst=100, total_every_s=1), clock=lambda: 0.0)
-    peer_log.install(("gateway.serving",))
+    peer_log.install(("gateway.serving", "uvicorn.error"))
     try:
         for _ in range(6):
             async with websockets.connect(url) as bad:
@@ -230,5 +231,12 @@ async def test_invalid_utf8_lines_are_limited_per_peer(echo) -> None:
                 assert await closed_by_server(bad) == 1007
     finally:
         peer_log.uninstall()
-    lines = [r for r in captured.records if r.name == "gateway.serving"]
-    assert len(lines) == 2 and peer_log.limiter.untold == 4
+    written = collections.Counter(r.msg for r in captured.records if hasattr(r, "peer") or "[peer=" in r.getMessage())
+    assert written == {
+        "%s WebSocket %s closed with 1007: a text message that is not UTF-8 (%s at byte %d)": 2,
+        '%s - "WebSocket %s" [accepted]': 2,  # uvicorn's
+        "connection open": 2,  # websockets'
+    }
+    assert peer_log.limiter.untold == 3 * 4
+    peers = {r.peer for r in captured.records if r.name == "uvicorn.error" and hasattr(r, "peer")}
+    assert all(p.startswith("[peer=127.0.0.1:") for p in peers) and len(peers) == 2
