@@ -106,6 +106,10 @@ class Settings:
     #: Connecting to the model (at the start of a call, or again after it dropped) is retried
     #: with backoff for this long; then the caller gets the fallback.
     model_connect_budget_s: float = 6.0
+    #: When the model is not there to speak (a slow first connection, a reconnect, a slow
+    #: rollover), the caller hears a short hold message, then a soft tone, from this long after
+    #: the model went missing (0: never); no more dead air than this.
+    hold_after_s: float = 1.5
     #: The fallback, in the TwiML after ``</Connect>``: Twilio runs it when the gateway ends
     #: the stream without ending the call (the model cannot be reached). Spoken, then dialled.
     fallback_say: str = DEFAULT_FALLBACK_SAY
@@ -206,6 +210,7 @@ class Settings:
             max_message_rate=reader.integer("GATEWAY_MAX_MESSAGE_RATE", cls.max_message_rate, 60, 100000),
             max_message_burst=reader.integer("GATEWAY_MAX_MESSAGE_BURST", cls.max_message_burst, 100, 1000000),
             model_connect_budget_s=reader.seconds("GATEWAY_MODEL_CONNECT_BUDGET_S", cls.model_connect_budget_s, 0, 60),
+            hold_after_s=reader.seconds("GATEWAY_HOLD_AFTER_S", cls.hold_after_s, 0, 30),
             fallback_say=env.get("GATEWAY_FALLBACK_SAY", cls.fallback_say).strip(),
             fallback_dial=reader.dial("GATEWAY_FALLBACK_DIAL"),
             tool_timeout_s=reader.seconds("GATEWAY_TOOL_TIMEOUT_S", cls.tool_timeout_s, 0, 3600),

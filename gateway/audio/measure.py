@@ -87,3 +87,23 @@ def peak_time(samples: np.ndarray, rate: int) -> float:
         if denom:
             i += 0.5 * (a - c) / denom
     return i / rate
+
+
+def longest_quiet(ulaw: bytes, threshold_dbfs: float = -45.0, frame_ms: int = 20) -> float:
+    """The longest stretch of ``ulaw`` (8 kHz G.711 mu-law: what a caller heard, on its clock)
+    quieter than ``threshold_dbfs`` in every ``frame_ms`` frame, in seconds: the longest
+    silence the caller sat through."""
+    from gateway.audio.g711 import ulaw_to_pcm16
+
+    samples = from_pcm16(ulaw_to_pcm16(ulaw))
+    size = 8 * frame_ms
+    frames = samples[: samples.size // size * size].reshape(-1, size)
+    if frames.size == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    quiet = rms < 32768 * 10 ** (threshold_dbfs / 20)
+    longest = run = 0
+    for is_quiet in quiet:
+        run = run + 1 if is_quiet else 0
+        longest = max(longest, run)
+    return longest * frame_ms / 1000

@@ -8,6 +8,8 @@ decision is a plain unit test (tests/bridge/test_call.py):
   anything costs money;
 - **buffering**: caller audio is kept (bounded, oldest dropped) until the model is ready,
   then sent in order, with no frame lost or reordered by the flush;
+- **no dead air**: hold audio while the model is not there to speak (``Hold``), and after a
+  model drop, the agent asked to go on from what the caller heard;
 - **barge-in**: the caller talking over the agent clears Twilio's queue, once, only if
   something would be cut; echoes of marks from before the clear count as cleared;
 - **keypad**: a keypress goes to ``collect_digits`` if it is collecting, else to the
@@ -57,7 +59,10 @@ from gateway.bridge.events import (
     HungUp,
     InputAudioTimeout,
     ModelError,
+    HoldEnded,
+    HoldStarted,
     ModelReconnected,
+    ReplyResumed,
     SessionRolledOver,
     SilenceCheckIn,
     ToolApproval,
@@ -67,6 +72,7 @@ from gateway.bridge.events import (
     TransferRefused,
     TwilioStatus,
 )
+from gateway.bridge.hold import Hold, is_hold_mark
 from gateway.bridge.logs import CallLog, short
 from gateway.bridge.playback import Playback
 from gateway.bridge.record import CallRecord, transcript_item
@@ -82,6 +88,13 @@ log = logging.getLogger("gateway.call")
 #: What the agent is asked to say when the caller is silent, and when the call must end.
 CHECK_IN_REQUEST = "The caller has said nothing for a while. Briefly ask whether they are still there."
 GOODBYE_REQUEST = "Say a brief, polite goodbye now: {why} The call ends after your goodbye."
+#: After the model's connection dropped and came back (see ``Call.model_lost``): go on.
+RESUME_REPLY = ("The phone line dropped for a moment while you were speaking; the caller heard you "
+                "up to: \"{heard}\". Say in a few words that the line cut out, then go on from there.")
+RESUME_UNHEARD = ("The phone line dropped for a moment before the caller heard your last reply. Say in "
+                  "a few words that the line cut out, then give that reply again.")
+RESUME_ANSWER = ("The phone line dropped for a moment just as you were about to answer. Say in a few "
+                 "words that the line cut out, then answer the caller.")
 #: Session rollover: how long to wait for a pause, and when to try again if there was none.
 ROLLOVER_QUIET_WAIT_S = 20.0
 ROLLOVER_RETRY_S = 5.0
@@ -191,6 +204,12 @@ class Call:
         self._collector: DigitCollector | None = None
         self._collector_waiter: int | None = None
         self._ending: _Ending | None = None
+        # No dead air: hold audio while the model is away; going on after a drop.
+        self.hold = Hold(settings.hold_after_s)
+        self._holding_since: float | None = None
+        self._response_due = False  # the caller finished a turn (or a tool returned) since the last response began
+        self._resume: tuple[str, str, float] | None = None  # (what, item_id, heard_ms) to go on with
+        self._cut_text: dict[str, str] = {}  # item_id -> what the caller heard of a reply cut by a drop
         #: Unknown Twilio events received, by name (logged once each, counted at the end).
         self.unknown_events: collections.Counter[str] = collections.Counter()
 
@@ -235,6 +254,8 @@ class Call:
                 candidates.append(self._rollover_wait if self._rollover_wait is not None else self._rollover_at)
         if self._notes and self.phase is Phase.LIVE:
             candidates.append(self._t0)  # due now
+        if self.phase is not Phase.ENDED and not self.playback.speaking:
+            candidates.append(self.hold.deadline())
         deadlines = [d for d in candidates if d is not None]
         return min(deadlines) if deadlines else None
 
@@ -314,6 +335,7 @@ class Call:
                               "outbound" if outbound else "inbound")
         self.phase = Phase.CONNECTING
         self.rearm = True
+        self.hold.away(now)  # the caller hears nothing until the model speaks
         self._emit(CallStarted(t=now - self._t0, call_sid=start.call_sid, stream_sid=start.stream_sid,
                                from_=self.info.from_, to=self.info.to, direction=self.info.direction))
         self.log.info("call started: from %s to %s", self.info.from_ or "?", self.info.to or "?")
@@ -334,8 +356,11 @@ class Call:
         self._buffer.append(audio)
 
     def _mark_echoed(self, name: str, now: float) -> list[Action]:
+        if is_hold_mark(name):
+            return self.hold.echoed(name)
         self.playback.mark_echoed(name, now)
         self._speech_changed(now)
+        self._maybe_hold(now)
         return self._progress(now)
 
     # --- The keypad -------------------------------------------------------------------------------
@@ -411,6 +436,9 @@ class Call:
                 self.silence = SilenceMonitor(self.settings.silence_check_in_s, self.settings.silence_give_up_s, now)
         out += [TellModel(note) for note in self._notes]
         self._notes.clear()
+        out += self._hold_over(now, self.hold.back())
+        if self._resume is not None:
+            out.append(self._go_on(now))
         return out
 
     def audio_not_sent(self, audio: bytes, now: float) -> list[Action]:
@@ -423,15 +451,36 @@ class Call:
 
     def model_lost(self, now: float) -> list[Action]:
         """The model's connection failed mid-call; the edge reconnects. Until then caller audio
-        is buffered."""
+        is buffered, and after ``GATEWAY_HOLD_AFTER_S`` the caller hears hold audio.
+
+        If the agent was speaking, its reply is cut now, as a barge-in cuts it: Twilio's queue
+        is cleared and what the caller heard is kept, to seed the new session with and to go on
+        from. If a response was in progress or due (the caller had finished a turn, or a tool
+        had returned), the agent is asked to answer once the model is back. Otherwise nothing
+        is asked: the conversation simply goes on."""
+        out: list[Action] = []
         if self.phase is Phase.LIVE:
             self.phase = Phase.CONNECTING
-            self.rearm = True
-        return []
+        self.rearm = True
+        heard = self.playback.heard(now)
+        if self.playback.interruptible and heard is not None:
+            sent = self.playback.sent_ms(heard.item_id, heard.content_index)
+            self._resume = ("reply", heard.item_id, heard.ms)
+            self._cut_text[heard.item_id] = self._heard_text(heard.item_id, heard.ms, sent)
+            out += self.playback.interrupt(heard.item_id)
+        else:
+            self.playback.interrupt()  # the old session's items are gone with it (nothing to clear)
+            if self.responses_started > self.responses_ended or self._response_due:
+                self._resume = ("answer", "", 0.0)
+        self.responses_ended = self.responses_started  # a response cut by the drop never ends
+        self._speech_changed(now)
+        if out:
+            self.hold.playing = False  # the clear cut any hold audio too
+        self.hold.away(now)
+        return out
 
     def model_reconnected(self, seconds: float, now: float) -> list[Action]:
-        """A new session took over (seeded with the conversation); then ``flush``."""
-        self.playback.interrupt()  # the old session's items are gone with it (nothing to clear)
+        """A new session took over (seeded with ``history_items``); then ``flush``."""
         self.record.reconnects += 1
         self._emit(ModelReconnected(t=now - self._t0, seconds=round(seconds, 3)))
         return []
@@ -440,9 +489,10 @@ class Call:
         """The edge carried out ``RollOver``: ``ok`` if the call is on the new session."""
         started, self._rolling_since = self._rolling_since, None
         self.rearm = True
+        self._out += self._hold_over(now, self.hold.back())
         if not ok:
             self._rollover_at = now + ROLLOVER_RETRY_S
-            return []
+            return self._take()
         # Nothing was playing (a pause): forget the old session's items, so that a barge-in on
         # the new session can never truncate an item the new session does not have.
         self.playback.interrupt()
@@ -451,7 +501,7 @@ class Call:
         self._emit(SessionRolledOver(t=now - self._t0, seconds=round(seconds, 3)))
         self.log.info("rolled over to a new model session in %.0f ms", 1000 * seconds)
         self._rollover_at = now + self.settings.session_rollover_s
-        return []
+        return self._take()
 
     def session_event(self, event: Any, now: float) -> list[Action]:
         """One ``agents.realtime`` session event (``HANDLERS``)."""
@@ -474,6 +524,7 @@ class Call:
         items = []
         for entry in self.record.transcript:
             text, role = entry.get("text"), entry.get("role")
+            text = self._cut_text.get(entry.get("item_id"), text)  # only what was heard of a cut reply
             if entry.get("type") != "message" or not text or role not in ("user", "assistant"):
                 continue
             kind = "input_text" if role == "user" else "output_text"
@@ -483,6 +534,8 @@ class Call:
     # The handlers: what each session event means for the call (docs/events.md).
 
     def _on_audio(self, event: Any, now: float) -> None:
+        if self.hold.playing or self.hold.since is not None:  # the agent speaks: no more hold audio
+            self._out += self._hold_over(now, self.hold.stop())
         self._twilio(self.playback.audio(event.item_id, event.content_index, event.audio.data, now), now)
 
     def _on_audio_end(self, event: Any, now: float) -> None:
@@ -512,6 +565,7 @@ class Call:
     def _on_agent_start(self, event: Any, now: float) -> None:
         self.log.debug("agent %s responding", event.agent.name)
         self.responses_started += 1
+        self._response_due = False
 
     def _on_agent_end(self, event: Any, now: float) -> None:
         self.log.debug("agent %s done", event.agent.name)
@@ -527,6 +581,7 @@ class Call:
 
     def _on_tool_end(self, event: Any, now: float) -> None:
         self.log.info("tool %s finished: %s", event.tool.name, short(str(event.output)))
+        self._response_due = True  # the SDK sends the output and asks for a response
         self._emit(ToolReturned(t=now - self._t0, tool=event.tool.name, output=str(event.output)))
 
     def _on_tool_approval_required(self, event: Any, now: float) -> None:
@@ -570,8 +625,11 @@ class Call:
             return
         server_type = data.data.get("type")
         if server_type in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
+            started = server_type.endswith("started")
+            if not started:
+                self._response_due = True  # the model answers a finished turn
             if self.silence is not None:
-                self.silence.caller_speech(server_type.endswith("started"), now)
+                self.silence.caller_speech(started, now)
                 self.rearm = True
 
     def _on_input_audio_timeout_triggered(self, event: Any, now: float) -> None:
@@ -710,6 +768,44 @@ class Call:
         ending.stage = "acted"
         self.rearm = True
 
+    # --- No dead air -------------------------------------------------------------------------------
+
+    def _maybe_hold(self, now: float) -> None:
+        """Hold audio, once the model has been away long enough and nothing else is heard."""
+        if self.phase is Phase.ENDED or not self.hold.due(now) or self.playback.speaking:
+            return
+        if self._rolling_since is not None and not (self.quiet() and not (self.silence and self.silence.caller_speaking)):
+            return  # the old session is still talking with the caller
+        self.log.info("the model has not been there to speak for %g s: hold audio", self.settings.hold_after_s)
+        self._holding_since = now
+        self._emit(HoldStarted(t=now - self._t0))
+        self._out += self.hold.start()
+
+    def _hold_over(self, now: float, actions: list[Action]) -> list[Action]:
+        if self._holding_since is not None:
+            self._emit(HoldEnded(t=now - self._t0, seconds=round(now - self._holding_since, 3)))
+            self._holding_since = None
+        return actions
+
+    def _heard_text(self, item_id: str, heard_ms: float, sent_ms: float) -> str:
+        """The part of a reply's transcript the caller heard: its words in proportion to the
+        audio heard (the transcript arrives with the audio, word by word; an estimate)."""
+        entry = next((e for e in reversed(self.record.transcript) if e.get("item_id") == item_id), None)
+        words = (entry or {}).get("text", "").split()
+        if not words or sent_ms <= 0:
+            return ""
+        return " ".join(words[: round(len(words) * min(1.0, heard_ms / sent_ms))])
+
+    def _go_on(self, now: float) -> Ask:
+        what, item_id, heard_ms = self._resume
+        self._resume = None
+        self._emit(ReplyResumed(t=now - self._t0, what=what, item_id=item_id, heard_ms=round(heard_ms)))
+        if what == "answer":
+            return Ask(RESUME_ANSWER)
+        heard = self._cut_text.get(item_id, "")
+        self.log.info("going on with the reply cut by the drop, after %.0f ms heard", heard_ms)
+        return Ask(RESUME_REPLY.format(heard=heard) if heard else RESUME_UNHEARD)
+
     # --- Timers -------------------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Action]:
@@ -719,6 +815,7 @@ class Call:
                 log.warning("%s stream refused: no start within %g s", self.peer, self.settings.start_timeout_s)
                 return self._end(EndReason.REFUSED, now)
             return []
+        self._maybe_hold(now)
         if self._collector is not None:
             result = self._collector.expired(now)
             if result is not None:
@@ -763,6 +860,7 @@ class Call:
         if self.quiet() and not caller_speaking:
             self._rollover_wait = None
             self._rolling_since = now
+            self.hold.away(now)  # if the new session is slow to come, the caller hears hold audio
             self._out.append(RollOver())
         elif now >= self._rollover_wait:
             self.log.info("session rollover postponed: the conversation is not at a pause")

@@ -174,6 +174,32 @@ class ModelReconnected(_Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HoldStarted(_Event):
+    """The model was not there to speak for ``GATEWAY_HOLD_AFTER_S``: hold audio began."""
+
+    type: Literal["hold_started"] = "hold_started"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HoldEnded(_Event):
+    """The model is back (or the agent speaks): the hold audio ended after ``seconds``."""
+
+    seconds: float
+    type: Literal["hold_ended"] = "hold_ended"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyResumed(_Event):
+    """After a model drop, the agent was asked to go on: ``what`` is ``reply`` (it was cut
+    mid-reply, after ``heard_ms`` of item ``item_id``) or ``answer`` (an answer was due)."""
+
+    what: Literal["reply", "answer"]
+    item_id: str
+    heard_ms: int
+    type: Literal["reply_resumed"] = "reply_resumed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(_Event):
     reason: EndReason
     type: Literal["call_ended"] = "call_ended"
@@ -183,7 +209,7 @@ CallEvent = Union[
     CallStarted, AgentChosen, DigitPressed, BargeIn, GuardrailTripped, ToolCalled, ToolReturned,
     ToolApproval, HandedOff, ModelError, InputAudioTimeout, SilenceCheckIn, AnsweredBy,
     TwilioStatus, HungUp, Transferred, TransferRefused, SessionRolledOver, ModelReconnected,
-    CallEnded,
+    HoldStarted, HoldEnded, ReplyResumed, CallEnded,
 ]
 
 #: Events that change the call itself: also written into the transcript, where they happened

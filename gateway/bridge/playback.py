@@ -187,6 +187,11 @@ class Playback:
         ahead = min(elapsed, playing.sent - offset, self._interval)
         return Heard(playing.item_id, playing.content_index, (offset + max(0.0, ahead)) / ULAW_BYTES_PER_MS)
 
+    def sent_ms(self, item_id: str, content_index: int) -> float:
+        """How much of an item (of this generation) has been sent to Twilio."""
+        item = self._items.get((item_id, content_index))
+        return item.sent / ULAW_BYTES_PER_MS if item is not None else 0.0
+
     @property
     def queued_ms(self) -> float:
         """Agent audio sent but not yet confirmed played (by echoes) in this generation."""

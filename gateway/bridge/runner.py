@@ -9,7 +9,8 @@ clock, and carries out the actions it returns. Three tasks per call:
 - the session reader: each session event goes to the call; agent audio, marks and ``clear``
   go to Twilio from here only, so they keep their order;
 - the timer: sleeps until the call's next deadline, or until an input moved it (one wake-up
-  for the whole call), then tells the call the time.
+  for the whole call), then tells the call the time; it runs from the stream's start, so the
+  caller hears hold audio if the model is slow to come.
 
 Slow actions (Twilio REST calls, a session rollover) run in tasks of their own, so no reader
 ever waits on them. The call ends when either side ends (Twilio ``stop`` or the socket
@@ -182,27 +183,26 @@ class CallRunner:
 
     async def _converse(self, twilio_task: asyncio.Task[None]) -> None:
         call, model = self.call, self.model
-        if not await model.start(self._wanted):  # the caller must not hang on: closing runs the fallback
-            call.end(EndReason.MODEL_FAILED, self.clock())
-            return
+        # The timer runs from the start: hold audio if the model is slow to come.
+        tasks = [twilio_task, asyncio.create_task(self._run_timers(), name=f"timers-{self.call_sid}")]
         try:
+            if not await model.start(self._wanted):  # the caller must not hang on: closing runs the fallback
+                call.end(EndReason.MODEL_FAILED, self.clock())
+                return
             await self._go_live()
             session_task = asyncio.create_task(self._read_session(), name=f"session-{self.call_sid}")
-            timer_task = asyncio.create_task(self._run_timers(), name=f"timers-{self.call_sid}")
-            tasks = (twilio_task, session_task, timer_task)
-            try:
-                await asyncio.wait({twilio_task, session_task}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (*tasks, *self._background):
-                    if not task.done():
-                        task.cancel()
-                await asyncio.gather(*tasks, *self._background, return_exceptions=True)
-                for task in tasks:
-                    if not task.cancelled() and task.exception() is not None:
-                        # Each task handles what it expects; anything else is our bug: say so.
-                        self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
-                        call.end(EndReason.INTERNAL_ERROR, self.clock())
+            tasks.append(session_task)
+            await asyncio.wait({twilio_task, session_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in (*tasks, *self._background):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    # Each task handles what it expects; anything else is our bug: say so.
+                    self.log.error("internal error in %s", task.get_name(), exc_info=task.exception())
+                    call.end(EndReason.INTERNAL_ERROR, self.clock())
             await model.close()
 
     def _wanted(self) -> bool:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gateway.audio.measure import amplitude_at, bandlimited_click, bandlimited_noise, peak_time, snr_db, tone
+from gateway.audio.measure import amplitude_at, bandlimited_click, bandlimited_noise, peak_time, snr_db, to_pcm16, tone
 
 
 def test_amplitude_at_reads_a_tone_exactly_and_ignores_its_neighbours() -> None:
@@ -33,3 +33,17 @@ def test_peak_time_and_snr() -> None:
     x = tone(440, 8000, 1)
     assert snr_db(x, x) == float("inf")
     assert snr_db(x, 1.01 * x) == pytest.approx(40.0, abs=1e-9)
+
+
+def test_longest_quiet_finds_the_longest_silence_between_sounds() -> None:
+    from gateway.audio import pcm16_to_ulaw
+    from gateway.audio.measure import longest_quiet
+
+    beep = pcm16_to_ulaw(to_pcm16(tone(440, 8000, 0.2, amplitude=8000)))
+    silence = b"\xff" * 8 * 700  # 700 ms of mu-law silence
+    assert longest_quiet(silence[:8 * 300] + beep + silence + beep) == pytest.approx(0.7)
+    assert longest_quiet(beep) == 0.0
+    # The hold tone's quiet part is under two seconds (-24 dBFS pips every 2 s).
+    from gateway.audio import hold
+
+    assert longest_quiet(b"".join(hold.frames("tone")) * 3) == pytest.approx(1.7, abs=0.02)

@@ -423,7 +423,7 @@ def test_rollover_waits_for_a_pause() -> None:
     assert call.tick(100.0) == []
     assert call.next_deadline() == 100.0 + ROLLOVER_QUIET_WAIT_S
     assert call.session_event(agent_end(), 101.0) == [RollOver()]
-    assert call.next_deadline() is None  # rolling over
+    assert call.next_deadline() == 101.0 + 1.5  # rolling over: only hold audio, if it takes long
     call.rolled_over(True, 101.5)
     assert call.record.rollovers == 1 and call.next_deadline() == 201.5
 
@@ -479,3 +479,99 @@ def test_unknown_events_are_logged_once_each_and_counted(caplog: pytest.LogCaptu
     assert call.unknown_events["future"] == 1000
     (summary,) = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage() and r.levelname == "INFO"]
     assert "1100 unknown Twilio event(s) ignored" in summary and "'future' x1000" in summary
+
+
+# --- No dead air: hold audio, going on after a drop -----------------------------------------------
+
+
+def hold_marks(actions) -> list[str]:
+    return [name for name in marks(actions) if name.startswith("hold:")]
+
+
+def test_hold_audio_plays_while_the_model_is_slow_to_come() -> None:
+    from gateway.audio import hold
+    from gateway.bridge.events import HoldEnded, HoldStarted
+
+    call = started(GATEWAY_HOLD_AFTER_S="1.5")  # started at 0.01
+    assert call.next_deadline() == pytest.approx(1.51)
+    assert call.tick(1.5) == []
+    actions = call.tick(1.51)
+    media_frames = [a.payload for a in actions if isinstance(a, SendMedia)]
+    assert media_frames == [*hold.frames("message"), *hold.frames("tone")]
+    assert hold_marks(actions) == ["hold:1", "hold:2"]
+    assert any(isinstance(e, HoldStarted) for e in call.record.timeline)
+    # The message has played: one more tone period goes out, so one is always queued.
+    more = call.receive(mark("hold:1"), 3.0)
+    assert hold_marks(more) == ["hold:3"] and len(more) == len(hold.frames("tone")) + 1
+    # Hold audio is not the agent's: no playback state, no stale echoes.
+    assert not call.playback.speaking and call.playback.stale_echoes == 0
+    # The model is back: the queued tone is cleared at once.
+    call.flush(3.5)
+    assert call.live
+    assert [e.seconds for e in call.record.timeline if isinstance(e, HoldEnded)] == [pytest.approx(1.99)]
+    assert call.receive(mark("hold:2"), 3.6) == []  # echoes of cleared hold marks mean nothing
+
+
+def test_the_agent_speaking_clears_the_hold_message_first() -> None:
+    call = started(GATEWAY_HOLD_AFTER_S="1")
+    call.tick(1.01)
+    assert call.flush(1.2) == []  # the message is still playing: left to finish...
+    actions = call.session_event(audio("item_a", 100), 1.3)
+    assert isinstance(actions[0], SendClear) and isinstance(actions[1], SendMedia)  # ... until the agent speaks
+    assert sum(isinstance(a, SendClear) for a in actions) == 1
+
+
+def test_no_hold_audio_when_the_model_comes_in_time_or_it_is_off() -> None:
+    call = started(GATEWAY_HOLD_AFTER_S="1.5")
+    call.flush(0.5)
+    assert call.tick(1.6) == [] and call.next_deadline() is None
+    off = started(GATEWAY_HOLD_AFTER_S="0")
+    assert off.next_deadline() is None  # connecting, and no hold audio to time
+    assert off.tick(9.0) == []
+
+
+def _with_transcript(call: Call, item: str, text: str) -> None:
+    call.record.transcript.append({"item_id": item, "type": "message", "role": "assistant", "text": text})
+
+
+def test_a_drop_mid_reply_cuts_it_where_the_caller_stopped_and_goes_on() -> None:
+    from gateway.bridge.call import RESUME_REPLY
+    from gateway.bridge.events import ReplyResumed
+
+    call = live()
+    call.session_event(agent_start(), 1.0)
+    sent = marks(call.session_event(audio("item_a", 1000), 1.0))
+    _with_transcript(call, "item_a", "one two three four five six seven eight nine ten")
+    for name in sent[:5]:
+        call.receive(mark(name), 1.5)  # 500 ms played
+    assert call.model_lost(1.5) == [SendClear()]  # cut now, as a barge-in cuts
+    assert not call.live and call.quiet()  # the cut response will never end: not waited for
+    # The new session gets what the caller heard of it, and is asked to go on from there.
+    assert call.history_items() == [{"type": "message", "role": "assistant",
+                                     "content": [{"type": "output_text", "text": "one two three four five"}]}]
+    call.model_reconnected(0.3, 1.8)
+    assert call.flush(1.8) == [Ask(RESUME_REPLY.format(heard="one two three four five"))]
+    (resumed,) = [e for e in call.record.timeline if isinstance(e, ReplyResumed)]
+    assert (resumed.what, resumed.item_id, resumed.heard_ms) == ("reply", "item_a", 500)
+
+
+def test_a_drop_with_an_answer_due_asks_for_the_answer() -> None:
+    from gateway.bridge.call import RESUME_ANSWER
+
+    call = live()
+    call.session_event(speech(True), 2.0)
+    call.session_event(speech(False), 3.0)  # the caller finished a turn; no response yet
+    assert call.model_lost(3.1) == []
+    call.model_reconnected(0.2, 3.3)
+    assert call.flush(3.3) == [Ask(RESUME_ANSWER)]
+
+
+def test_a_drop_with_nothing_pending_asks_nothing() -> None:
+    call = live()
+    for name in say(call, "item_a", 200, 1.0):
+        call.receive(mark(name), 1.3)  # all heard, the response over
+    _with_transcript(call, "item_a", "Welcome to Acme.")
+    assert call.model_lost(5.0) == []
+    call.model_reconnected(0.2, 5.2)
+    assert call.flush(5.2) == []
+    assert call.history_items()[0]["content"][0]["text"] == "Welcome to Acme."  # nothing was cut

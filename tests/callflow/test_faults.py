@@ -21,7 +21,9 @@ FALLBACK = {"GATEWAY_FALLBACK_SAY": "Sorry, please call back later.", "GATEWAY_F
 
 @pytest.mark.parametrize("failures", [[429], [500, 503], ["hang"]], ids=["429", "5xx-twice", "timeout"])
 async def test_a_model_that_fails_to_connect_is_retried_within_the_budget(start_phone_system, failures) -> None:
-    async with start_phone_system([Reply("Hello!", duration_ms=500)], **FALLBACK) as (gateway, realtime, twilio):
+    # No hold audio here (test_no_dead_air.py has it): the first thing heard is the greeting.
+    async with start_phone_system([Reply("Hello!", duration_ms=500)], GATEWAY_HOLD_AFTER_S="0",
+                                  **FALLBACK) as (gateway, realtime, twilio):
         realtime.fail_next(*failures)
         call = await twilio.ring(gateway.url + "/twilio/voice")
         await call.caller.wait_heard(500, timeout=10)  # the greeting, after the retries
