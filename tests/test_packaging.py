@@ -36,6 +36,9 @@ def test_the_wheel_ships_py_typed_and_the_license(tmp_path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert "gateway/py.typed" in names
+        # The hold audio a caller hears while the model is away ships as package data.
+        assert {"gateway/audio/hold/message.ulaw", "gateway/audio/hold/tone.ulaw",
+                "gateway/audio/hold/hold.json"} <= names
         (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
         text = archive.read(licence).decode()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
