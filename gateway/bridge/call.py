@@ -254,7 +254,7 @@ class Call:
                 candidates.append(self._rollover_wait if self._rollover_wait is not None else self._rollover_at)
         if self._notes and self.phase is Phase.LIVE:
             candidates.append(self._t0)  # due now
-        if self.phase is not Phase.ENDED and not self.playback.speaking:
+        if self.phase is not Phase.ENDED and not self._hold_waits():
             candidates.append(self.hold.deadline())
         deadlines = [d for d in candidates if d is not None]
         return min(deadlines) if deadlines else None
@@ -360,7 +360,9 @@ class Call:
             return self.hold.echoed(name)
         self.playback.mark_echoed(name, now)
         self._speech_changed(now)
-        self._maybe_hold(now)
+        if self.hold.since is not None and not self.hold.started:
+            self.rearm = True
+            self._maybe_hold(now)
         return self._progress(now)
 
     # --- The keypad -------------------------------------------------------------------------------
@@ -511,6 +513,9 @@ class Call:
             self.log.warning("unhandled session event %r", event.type)
             return []
         handler(self, event, now)
+        if self.hold.since is not None and not self.hold.started:
+            self.rearm = True  # what _hold_waits looks at may have changed: the timer looks again
+            self._maybe_hold(now)
         if self._ending is not None or self._rollover_wait is not None:
             return self._progress(now)
         return self._take()
@@ -770,12 +775,20 @@ class Call:
 
     # --- No dead air -------------------------------------------------------------------------------
 
+    def _hold_waits(self) -> bool:
+        """Something else is heard or said: the agent's last words are still playing, or during
+        a rollover the old session is still in a conversation with the caller."""
+        if self.playback.speaking:
+            return True
+        caller_speaking = self.silence is not None and self.silence.caller_speaking
+        return self._rolling_since is not None and not (self.quiet() and not caller_speaking)
+
     def _maybe_hold(self, now: float) -> None:
         """Hold audio, once the model has been away long enough and nothing else is heard."""
-        if self.phase is Phase.ENDED or not self.hold.due(now) or self.playback.speaking:
+        if self.hold.since is None or self.hold.started or self.phase is Phase.ENDED:
             return
-        if self._rolling_since is not None and not (self.quiet() and not (self.silence and self.silence.caller_speaking)):
-            return  # the old session is still talking with the caller
+        if not self.hold.due(now) or self._hold_waits():
+            return
         self.log.info("the model has not been there to speak for %g s: hold audio", self.settings.hold_after_s)
         self._holding_since = now
         self._emit(HoldStarted(t=now - self._t0))

@@ -575,3 +575,25 @@ def test_a_drop_with_nothing_pending_asks_nothing() -> None:
     call.model_reconnected(0.2, 5.2)
     assert call.flush(5.2) == []
     assert call.history_items()[0]["content"][0]["text"] == "Welcome to Acme."  # nothing was cut
+
+
+def test_a_slow_rollover_gets_hold_audio_only_at_a_pause() -> None:
+    call = started(GATEWAY_SESSION_ROLLOVER_S="100", GATEWAY_HOLD_AFTER_S="1")
+    call.flush(0.0)
+    assert call.tick(100.0) == [RollOver()]  # quiet at the deadline: rolling over from 100.0
+    call.session_event(agent_start(), 100.5)  # meanwhile the old session answers the caller
+    assert call.next_deadline() is None  # no hold audio while the conversation goes on...
+    assert call.tick(101.5) == []
+    actions = call.session_event(agent_end(), 102.0)  # ... and at the next pause, at once
+    assert hold_marks(actions) == ["hold:1", "hold:2"]
+
+
+@pytest.mark.parametrize("hold_after_s", ["1.5", "0"])
+def test_a_tick_with_nothing_due_leaves_the_timer_asleep(hold_after_s: str) -> None:
+    """The runner's timer sleeps until next_deadline() unless rearm is set: a tick that sets it
+    with nothing due would spin the timer."""
+    call = started(GATEWAY_HOLD_AFTER_S=hold_after_s)
+    call.rearm = False
+    assert call.tick(0.5) == [] and not call.rearm
+    deadline = call.next_deadline()
+    assert deadline is None or deadline > 0.5
