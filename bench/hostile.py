@@ -1,22 +1,23 @@
 """Hostile load: thousands of hostile connections against a real ``gateway serve``; its log
 volume and its memory.
 
-    python bench/hostile.py                                  # 1,600 connections, ~100,000 messages
-    python bench/hostile.py --connections 800 --tracemalloc  # what grew after the warm-up, by site
-    python bench/hostile.py --env MALLOC_ARENA_MAX=2         # a setting for the gateway's process
+    python bench/hostile.py                                  # 1,600 connections, ~110,000 messages
+    python bench/hostile.py --connections 4800 --concurrency 400   # 400 at a time, three waves
+    python bench/hostile.py --tracemalloc --warmup 0.02      # what grew after the warm-up, by site
+    python bench/hostile.py --env MALLOC_ARENA_MAX=1         # a setting for the gateway's process
 
 The gateway runs alone on core 0 (``bench/serve_profiled.py --tracemalloc`` with
 ``--tracemalloc``) with the bench's production settings and ``GATEWAY_LOG_LEVEL=INFO``; the
 local Realtime server (``bench/model.py``) and this process, the attacker, on core 1. Every
 handshake is signed (the attacker knows the auth token, as in the reliability run of issue 11,
 item 3), and the connections come from 127.0.0.1, ``--concurrency`` at a time. Each one is, by
-weighted draw (``KINDS``): a stream that sends unknown events before ``start`` and then leaves
-(some of them 60 KiB each, under the 64 KiB limit), or is refused for its last message (not
-JSON, binary, invalid UTF-8, media before ``start``, a forged token, a message over 64 KiB, a
-flood past the rate limit); a handshake with a wrong
-signature; a genuine call (valid token) that sends unknown events among its media; or a stream
-that never starts (refused after ``GATEWAY_START_TIMEOUT_S``). A stream sends 1 to 120 messages
-(60 on average, like the reliability run's 100,000 over 1,633).
+weighted draw (``KINDS``, ``--kinds`` to choose): a stream that sends unknown events before
+``start`` and then leaves (some of them 60 KiB each, under the 64 KiB limit), or is refused for
+its last message (not JSON, binary, invalid UTF-8, media before ``start``, a forged token, a
+message over 64 KiB, a flood past the rate limit); a handshake with a wrong signature; a
+genuine call (valid token) that sends unknown events among its media; or a stream that never
+starts (refused after ``GATEWAY_START_TIMEOUT_S``, so a run lasts at least that long). A stream
+sends 1 to 120 messages (60 on average, like the reliability run's 100,000 over 1,633).
 
 Printed: the messages and connections; the gateway's log (records, by logger and level;
 lines; bytes); its resident memory (``VmRSS``) at start, after the warm-up (the first
@@ -53,6 +54,7 @@ from bench.harness import (  # noqa: E402
     AUTH_TOKEN,
     BENCH,
     LOAD_CORE,
+    ROOT,
     SUT_CORE,
     Proc,
     Step,
@@ -219,7 +221,8 @@ def growth_sites(path: Path, top: int) -> list[str]:
     for entry in text.split("\n\n")[1:top + 1]:
         lines = entry.strip().splitlines()
         where = next((ln.strip() for ln in lines[1:] if ln.strip().startswith("File ")), "?")
-        where = re.sub(r'File ".*?(site-packages/|/work/[^/]+/|/lib/python3\.\d+/)', 'File "', where)
+        where = where.replace(f'"{ROOT}/', '"')  # paths within the repository, site-packages, stdlib
+        where = re.sub(r'File ".*?/lib/python3\.\d+/', 'File "', re.sub(r'File ".*?site-packages/', 'File "', where))
         rows.append(f"{lines[0].split(' (now')[0]:>32}  {where}")
     return rows
 
