@@ -100,8 +100,11 @@ ROLLOVER_QUIET_WAIT_S = 20.0
 ROLLOVER_RETRY_S = 5.0
 #: Longest wait for the agent's words to be heard before acting anyway (a stalled stream).
 HEARD_TIMEOUT_S = 30.0
-#: Distinct unknown Twilio event names logged per stream (every one is counted).
+#: Distinct unknown Twilio event names logged per stream (every one is counted), and counted
+#: by name (the rest together, as ``OTHER_UNKNOWN``): a peer choosing names cannot grow memory.
 UNKNOWN_EVENT_NAMES_LOGGED = 3
+UNKNOWN_EVENT_NAMES_COUNTED = 100
+OTHER_UNKNOWN = "(other names)"
 #: The largest WebSocket message a stream may send (uvicorn closes with 1009 beyond it; the
 #: parser's own limit, for anyone feeding it directly). Real Twilio frames are ~300 bytes.
 MAX_MESSAGE_BYTES = DEFAULT_MAX_SIZE
@@ -294,6 +297,8 @@ class Call:
     def _unknown_event(self, name: str) -> None:
         """A future Twilio event must not end a call, nor let a peer fill the log: the first of
         each name is logged, the rest counted and logged once when the call ends."""
+        if name not in self.unknown_events and len(self.unknown_events) >= UNKNOWN_EVENT_NAMES_COUNTED:
+            name = OTHER_UNKNOWN
         self.unknown_events[name] += 1
         if self.unknown_events[name] > 1 or len(self.unknown_events) > UNKNOWN_EVENT_NAMES_LOGGED:
             return
@@ -329,7 +334,8 @@ class Call:
         try:
             self.tokens.verify(params.get(TOKEN_PARAMETER), subject, params, now=now + self._wall_offset)
         except InvalidCallToken as exc:
-            self.log.warning("stream refused before any model connection: %s", exc)
+            # The peer is named, so that a peer forging tokens is limited per peer (gateway.ratelog).
+            self.log.warning("%s stream refused before any model connection: %s", self.peer, exc)
             return self._end(EndReason.REFUSED, now)
         self.info = StartInfo(start.call_sid, start.stream_sid, start.account_sid, params,
                               "outbound" if outbound else "inbound")

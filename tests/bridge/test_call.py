@@ -477,6 +477,7 @@ def test_unknown_events_are_logged_once_each_and_counted(caplog: pytest.LogCaptu
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 3 and "'future'" in warnings[0].getMessage()
     assert call.unknown_events["future"] == 1000
+    assert len(call.unknown_events) == 101 and call.unknown_events["(other names)"] == 1  # 100 names, then one tally
     (summary,) = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage() and r.levelname == "INFO"]
     assert "1100 unknown Twilio event(s) ignored" in summary and "'future' x1000" in summary
 
