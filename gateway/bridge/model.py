@@ -89,8 +89,18 @@ def model_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
-def model_config(settings: Settings, tracker: RealtimePlaybackTracker) -> dict[str, Any]:
-    config: dict[str, Any] = {"initial_model_settings": model_settings(settings), "playback_tracker": tracker}
+def tracing(info: CallInfo) -> dict[str, Any]:
+    """The session's trace settings: every session of one call (reconnects and rollovers
+    included) in one trace group, the call SID, so a call's traces group together on OpenAI's
+    dashboard (``RealtimeModelTracingConfig``, agents/realtime/config.py; sent in a
+    ``session.update``, agents/realtime/openai_realtime.py ``_send_tracing_config``)."""
+    return {"workflow_name": "Phone call", "group_id": info.call_sid,
+            "metadata": {"call_sid": info.call_sid, "stream_sid": info.stream_sid}}
+
+
+def model_config(settings: Settings, tracker: RealtimePlaybackTracker, info: CallInfo) -> dict[str, Any]:
+    config: dict[str, Any] = {"initial_model_settings": {**model_settings(settings), "tracing": tracing(info)},
+                              "playback_tracker": tracker}
     if settings.openai_realtime_url:
         config["url"] = settings.openai_realtime_url
     if settings.openai_api_key:
@@ -133,7 +143,7 @@ class ModelLink:
 
     async def _new_session(self) -> RealtimeSession:
         runner = RealtimeRunner(self.agent, config=RealtimeRunConfig(async_tool_calls=True))
-        return await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker))
+        return await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker, self.info))
 
     async def connect(self, wanted: Callable[[], bool]) -> RealtimeSession | None:
         """A connected session, retried with backoff within ``model_connect_budget_s``

@@ -16,9 +16,6 @@ from gateway.testing.realtime import Reply
 from .conftest import AUTH_TOKEN, finished, gateway_of, place_call, ulaw_tone
 
 
-
-
-
 @pytest.mark.parametrize("tamper", ["forged", "missing", "other-call", "expired"])
 async def test_stream_without_a_valid_token_is_ended_before_any_model_connection(start_gateway, tamper) -> None:
     async with start_gateway([Reply("hello")]) as (gateway, realtime):

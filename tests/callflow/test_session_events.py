@@ -13,9 +13,6 @@ from gateway.testing.realtime import Reply, ToolCall
 from .conftest import finished, place_call
 
 
-
-
-
 def refund_agent(calls: list[int]) -> RealtimeAgent:
     @function_tool(needs_approval=True)
     def issue_refund(amount: int) -> str:

@@ -16,9 +16,6 @@ from gateway.tools import hang_up, transfer_call
 from .conftest import API_KEY, finished, gateway_of, place_call, ulaw_tone
 
 
-
-
-
 AGENT = RealtimeAgent(name="Desk", instructions="Help, transfer or hang up.", tools=[hang_up, transfer_call])
 TARGETS = {"GATEWAY_TRANSFER_TARGETS": "sales=+15551230000,desk=sip:desk@pbx.example.com"}
 
