@@ -35,7 +35,7 @@ from gateway.web.calls_api import CallsApi
 from gateway.web.drain import Drain
 from gateway.web.health import Health
 from gateway.web.media import MediaEndpoint
-from gateway.web.registry import CallRecord, CallRegistry, CallRunner, CallWiring, DigitHandler, EventHook
+from gateway.web.registry import CallEndHook, CallRecord, CallRegistry, CallRunner, CallWiring, DigitHandler, EventHook
 from gateway.web.startup import Startup
 from gateway.web.twilio_forms import TwilioForms
 from gateway.web.webhooks import TwilioWebhooks
@@ -53,6 +53,7 @@ class Gateway:
         agent: AgentSource | None = None,
         on_digit: DigitHandler | None = None,
         on_event: EventHook | None = None,
+        on_call_end: CallEndHook | None = None,
     ) -> None:
         self.settings = settings
         self.signatures = TwilioSignatures(settings.twilio_auth_token)
@@ -64,7 +65,7 @@ class Gateway:
         self.registry = CallRegistry()
         self._drain = Drain(self.registry.calls)
         self.startup = Startup(settings, self.rest)
-        wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event)
+        wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event, on_call_end)
         forms = TwilioForms(settings, self.signatures)
         self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self.registry, self._drain)
         self.media = MediaEndpoint(settings, self.signatures, self.registry, wiring)
@@ -123,11 +124,14 @@ def create_app(
     agent: AgentSource | None = None,
     on_digit: DigitHandler | None = None,
     on_event: EventHook | None = None,
+    on_call_end: CallEndHook | None = None,
 ) -> Starlette:
     """The gateway. ``agent`` overrides ``GATEWAY_AGENT``; ``on_digit`` handles keypresses in
     code (menus, shortcuts) before the model hears of them; ``on_event(call, event)`` sees
-    every session event of every call (see ``gateway.bridge.runner.EventHook``)."""
-    gateway = Gateway(settings, agent, on_digit, on_event)
+    every session event of every call (see ``gateway.bridge.runner.EventHook``);
+    ``on_call_end(record)`` gets the record of every call that started, once it is over
+    (``gateway.web.registry.CallEndHook``)."""
+    gateway = Gateway(settings, agent, on_digit, on_event, on_call_end)
     app = Starlette(routes=gateway.routes, lifespan=gateway.lifespan)
     app.state.gateway = gateway
     return app

@@ -16,9 +16,12 @@ building and running a call, and what the web edge tells a call in progress.
 from __future__ import annotations
 
 import collections
+import inspect
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 from starlette.websockets import WebSocket
 
@@ -29,10 +32,17 @@ from gateway.security import CallTokens
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest
 
-__all__ = ["RECENT_CALLS", "CallRunner", "CallRecord", "CallRegistry", "CallWiring", "DigitHandler", "EventHook"]
+__all__ = ["RECENT_CALLS", "CallEndHook", "CallRunner", "CallRecord", "CallRegistry", "CallWiring", "DigitHandler", "EventHook"]
 
 #: Finished calls whose records, statuses and early AMD results are kept in memory.
 RECENT_CALLS = 200
+
+#: ``on_call_end(record)``: the record of every call that started, once it is over (to store
+#: it, send it on, count it). It may be async; it runs after the call, so it delays no call's
+#: audio, but a sync one runs on the event loop and must be quick. What it raises is logged.
+CallEndHook = Callable[[CallRecord], Union[None, Awaitable[None]]]
+
+log = logging.getLogger("gateway.app")
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class CallWiring:
     rest: TwilioRest
     on_digit: DigitHandler | None = None
     on_event: EventHook | None = None
+    on_call_end: CallEndHook | None = None
 
 
 class CallRegistry:
@@ -69,6 +80,17 @@ class CallRegistry:
             await call.run()
         finally:
             self.ended(call)
+        if wiring.on_call_end is not None and call.record.call_sid:
+            await self._tell(wiring.on_call_end, call.record)
+
+    @staticmethod
+    async def _tell(hook: CallEndHook, record: CallRecord) -> None:
+        try:
+            told = hook(record)
+            if inspect.isawaitable(told):
+                await told
+        except Exception:  # the application's bug must not touch the gateway
+            log.exception("[call=%s] the on_call_end hook failed", record.call_sid)
 
     def started(self, call: CallRunner) -> None:
         """The call's ``start`` arrived: it is in progress (and may have an early AMD result)."""

@@ -35,9 +35,11 @@ def start_gateway() -> Callable[..., contextlib.AbstractAsyncContextManager[tupl
     """``async with start_gateway(script, **settings) as (gateway, realtime):``"""
 
     @contextlib.asynccontextmanager
-    async def start(script=(), *, agent=None, on_digit=None, realtime_options=None, **overrides: str) -> AsyncIterator[tuple[GatewayServer, RealtimeServer]]:
+    async def start(script=(), *, agent=None, on_digit=None, on_call_end=None, realtime_options=None,
+                    **overrides: str) -> AsyncIterator[tuple[GatewayServer, RealtimeServer]]:
         async with RealtimeServer(list(script), **(realtime_options or {})) as realtime:
-            make = lambda url: create_app(gateway_settings(url, realtime.url, **overrides), agent=agent, on_digit=on_digit)  # noqa: E731
+            make = lambda url: create_app(gateway_settings(url, realtime.url, **overrides), agent=agent,  # noqa: E731
+                                          on_digit=on_digit, on_call_end=on_call_end)
             async with GatewayServer(make) as gateway:
                 yield gateway, realtime
 
