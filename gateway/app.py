@@ -25,9 +25,13 @@ import collections
 import contextlib
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.metrics import LoopLag, Metrics
 from gateway.security import CallTokens, TwilioSignatures
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest
@@ -62,9 +66,12 @@ class Gateway:
             agent = load_agent_source(settings.agent) if settings.agent else default_agent(settings.instructions)
         self.agent = agent
         self.rest = TwilioRest(settings.twilio_account_sid, settings.twilio_auth_token, base_url=settings.twilio_api_base_url)
-        self.registry = CallRegistry()
+        # The gauges read the registry and the drain when scraped.
+        self.metrics = Metrics(settings.audio_mode, active=lambda: len(self.registry.calls),
+                               draining=lambda: self._drain.draining)
+        self.registry = CallRegistry(on_ended=self.metrics.call_ended)
         self._drain = Drain(self.registry.calls)
-        self.startup = Startup(settings, self.rest)
+        self.startup = Startup(settings, self.rest, background=LoopLag(self.metrics).run)
         wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event, on_call_end)
         forms = TwilioForms(settings, self.signatures)
         self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self.registry, self._drain)
@@ -85,7 +92,12 @@ class Gateway:
             Route("/calls", guarded(self.calls_api.list_calls), methods=["GET"]),
             Route("/healthz", guarded(self.health.healthz), methods=["GET"]),
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
+            Route("/metrics", guarded(self.metrics_endpoint), methods=["GET"]),
         ]
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus text format (``gateway.metrics``)."""
+        return Response(self.metrics.text(), media_type=METRICS_CONTENT_TYPE)
 
     def lifespan(self, app: object = None) -> contextlib.AbstractAsyncContextManager[None]:
         """Start-up now, shutdown when the block ends (``gateway.web.startup``)."""

@@ -54,10 +54,12 @@ from gateway.bridge.events import (
     CallEvent,
     CallStarted,
     DigitPressed,
+    FirstAudio,
     GuardrailTripped,
     HandedOff,
     HungUp,
     InputAudioTimeout,
+    ModelConnected,
     ModelError,
     HoldEnded,
     HoldStarted,
@@ -213,6 +215,9 @@ class Call:
         self._response_due = False  # the caller finished a turn (or a tool returned) since the last response began
         self._resume: tuple[str, str, float] | None = None  # (what, item_id, heard_ms) to go on with
         self._cut_text: dict[str, str] = {}  # item_id -> what the caller heard of a reply cut by a drop
+        self._started_at: float | None = None  # when the valid start came
+        self._first_audio_sent = False
+        self._speech_started_at: float | None = None  # the model's last speech_started
         #: Unknown Twilio events received, by name (logged once each, counted at the end).
         self.unknown_events: collections.Counter[str] = collections.Counter()
 
@@ -341,6 +346,7 @@ class Call:
                               "outbound" if outbound else "inbound")
         self.phase = Phase.CONNECTING
         self.rearm = True
+        self._started_at = now
         self.hold.away(now)  # the caller hears nothing until the model speaks
         self._emit(CallStarted(t=now - self._t0, call_sid=start.call_sid, stream_sid=start.stream_sid,
                                from_=self.info.from_, to=self.info.to, direction=self.info.direction))
@@ -412,6 +418,11 @@ class Call:
             self._out.append(Reply(waiter, result))
 
     # --- The model ------------------------------------------------------------------------------
+
+    def model_connected(self, seconds: float, now: float) -> list[Action]:
+        """The first model session is connected (``seconds``: retries included)."""
+        self._emit(ModelConnected(t=now - self._t0, seconds=round(seconds, 3)))
+        return []
 
     def agent_chosen(self, name: str, now: float) -> list[Action]:
         self._emit(AgentChosen(t=now - self._t0, agent=name))
@@ -564,8 +575,10 @@ class Call:
         self._twilio(self.playback.interrupt(event.item_id), now)
         self.interruptions += 1
         heard_ms = heard.ms if heard else 0.0
+        since = self._speech_started_at
+        clear_ms = round(1000 * (now - since), 3) if since is not None and now - since < 1.0 else None
         self.log.info("barge-in: cleared playback of %s at %.0f ms heard", event.item_id, heard_ms)
-        self._emit(BargeIn(t=now - self._t0, item_id=event.item_id, heard_ms=round(heard_ms)))
+        self._emit(BargeIn(t=now - self._t0, item_id=event.item_id, heard_ms=round(heard_ms), clear_ms=clear_ms))
 
     def _on_guardrail_tripped(self, event: Any, now: float) -> None:
         self._twilio(self.playback.interrupt(), now)
@@ -637,7 +650,9 @@ class Call:
         server_type = data.data.get("type")
         if server_type in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
             started = server_type.endswith("started")
-            if not started:
+            if started:
+                self._speech_started_at = now  # the SDK emits audio_interrupted right after
+            else:
                 self._response_due = True  # the model answers a finished turn
             if self.silence is not None:
                 self.silence.caller_speech(started, now)
@@ -651,6 +666,9 @@ class Call:
         for action in actions:
             if type(action) is SendMedia:
                 self.record.frames_out += 1
+        if not self._first_audio_sent and self.record.frames_out and self._started_at is not None:
+            self._first_audio_sent = True
+            self._emit(FirstAudio(t=now - self._t0, seconds=round(now - self._started_at, 4)))
         self._out += actions
         self._speech_changed(now)
 

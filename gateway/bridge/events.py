@@ -65,6 +65,9 @@ class BargeIn(_Event):
 
     item_id: str
     heard_ms: int
+    #: From the model's ``speech_started`` reaching the gateway to Twilio's ``clear`` (None:
+    #: no ``speech_started`` just before, e.g. a guardrail).
+    clear_ms: float | None = None
     type: Literal["interrupted"] = "interrupted"
 
 
@@ -166,6 +169,22 @@ class SessionRolledOver(_Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConnected(_Event):
+    """The call's first model session is connected, after ``seconds`` (retries included)."""
+
+    seconds: float
+    type: Literal["model_connected"] = "model_connected"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FirstAudio(_Event):
+    """The agent's first audio went to Twilio, ``seconds`` after the stream's ``start``."""
+
+    seconds: float
+    type: Literal["first_audio"] = "first_audio"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ModelReconnected(_Event):
     """The model's connection failed mid-call and a new session took over."""
 
@@ -208,8 +227,8 @@ class CallEnded(_Event):
 CallEvent = Union[
     CallStarted, AgentChosen, DigitPressed, BargeIn, GuardrailTripped, ToolCalled, ToolReturned,
     ToolApproval, HandedOff, ModelError, InputAudioTimeout, SilenceCheckIn, AnsweredBy,
-    TwilioStatus, HungUp, Transferred, TransferRefused, SessionRolledOver, ModelReconnected,
-    HoldStarted, HoldEnded, ReplyResumed, CallEnded,
+    TwilioStatus, HungUp, Transferred, TransferRefused, SessionRolledOver, ModelConnected, FirstAudio,
+    ModelReconnected, HoldStarted, HoldEnded, ReplyResumed, CallEnded,
 ]
 
 #: Events that change the call itself: also written into the transcript, where they happened

@@ -186,9 +186,11 @@ class CallRunner:
         # The timer runs from the start: hold audio if the model is slow to come.
         tasks = [twilio_task, asyncio.create_task(self._run_timers(), name=f"timers-{self.call_sid}")]
         try:
+            connecting = self.clock()
             if not await model.start(self._wanted):  # the caller must not hang on: closing runs the fallback
                 call.end(EndReason.MODEL_FAILED, self.clock())
                 return
+            await self.execute(call.model_connected(self.clock() - connecting, self.clock()))
             await self._go_live()
             session_task = asyncio.create_task(self._read_session(), name=f"session-{self.call_sid}")
             tasks.append(session_task)

@@ -60,8 +60,10 @@ class CallWiring:
 
 
 class CallRegistry:
-    def __init__(self, recent: int = RECENT_CALLS) -> None:
+    def __init__(self, recent: int = RECENT_CALLS, on_ended: Callable[[CallRecord], None] | None = None) -> None:
         self.recent = recent
+        #: Told every finished stream's record at once (the gateway's metrics): must be quick.
+        self.on_ended = on_ended
         #: Stream SID -> call in progress.
         self.calls: dict[str, CallRunner] = {}
         #: Records of the most recent finished calls (refused streams included), oldest first.
@@ -102,6 +104,8 @@ class CallRegistry:
     def ended(self, call: CallRunner) -> None:
         self.calls.pop(call.record.stream_sid, None)
         self.finished.append(call.record)
+        if self.on_ended is not None:
+            self.on_ended(call.record)
 
     def find(self, call_sid: str) -> CallRunner | None:
         """The call in progress with this call SID."""

@@ -25,11 +25,13 @@ in another app (``Mount("/phone", app=create_app(settings))``) never sees one. H
 
 from __future__ import annotations
 
+import asyncio
+
 import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection
@@ -47,9 +49,13 @@ Endpoint = TypeVar("Endpoint", bound=Callable[[Any], Awaitable[Any]])
 
 
 class Startup:
-    def __init__(self, settings: Settings, rest: TwilioRest) -> None:
+    def __init__(self, settings: Settings, rest: TwilioRest,
+                 background: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         self.settings = settings
         self.rest = rest
+        #: Work that runs for the gateway's life (the event-loop lag probe), started with it.
+        self.background = background
+        self._task: asyncio.Task[None] | None = None
         #: Whether start-up has run (it runs at most once).
         self.done = False
         #: What ran it: ``"lifespan"``, or the first request's method and path.
@@ -71,11 +77,21 @@ class Startup:
             )
         self.peer_log.install()
         sdk.prepare()
+        if self.background is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # started outside an event loop (a script, a test): nothing to run on
+                log.info("start-up outside an event loop: the background work does not run")
+            else:
+                self._task = loop.create_task(self.background(), name="gateway-background")
         log.info("start-up done (%s) in %.0f ms", by, (time.perf_counter() - began) * 1000)
         return True
 
     def close(self) -> None:
         """Shutdown: close the Twilio REST client's pooled connections; remove the filter."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
         self.peer_log.uninstall()
         untold = self.peer_log.limiter.untold
         if untold:

@@ -598,3 +598,20 @@ def test_a_tick_with_nothing_due_leaves_the_timer_asleep(hold_after_s: str) -> N
     assert call.tick(0.5) == [] and not call.rearm
     deadline = call.next_deadline()
     assert deadline is None or deadline > 0.5
+
+
+def test_the_figures_operators_watch_are_in_the_events() -> None:
+    from gateway.bridge.events import FirstAudio, ModelConnected
+
+    call = started()  # start at 0.01
+    call.model_connected(0.25, 0.26)
+    call.flush(0.26)
+    call.session_event(agent_start(), 1.0)
+    call.session_event(audio("item_a", 500), 1.0)  # first agent audio, 0.99 s after the start
+    call.session_event(speech(True), 1.149)
+    call.session_event(interrupted("item_a"), 1.15)  # the clear, 1 ms after speech_started
+    timeline = call.record.timeline
+    assert [e.seconds for e in timeline if isinstance(e, ModelConnected)] == [0.25]
+    assert [e.seconds for e in timeline if isinstance(e, FirstAudio)] == [pytest.approx(0.99)]
+    (barge,) = [e for e in timeline if isinstance(e, BargeIn)]
+    assert barge.clear_ms == pytest.approx(1.0)
