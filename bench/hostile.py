@@ -84,7 +84,7 @@ KINDS = {
     "genuine call": 1,
     "never starts": 0.1,
 }
-#: A gateway log record starts with the time (gateway.cli.LOG_FORMAT).
+#: A gateway log record starts with the time (gateway.logformat.TEXT_FORMAT).
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (\w+) +([\w.]+): ")
 
 

@@ -117,16 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: The one log line format of ``gateway serve`` and ``gateway realtime-server``, theirs and their
-#: servers' (uvicorn's, websockets') alike.
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    """The one log format of ``gateway serve`` and ``gateway realtime-server``, theirs and their
+    servers' (uvicorn's, websockets') alike: ``gateway.logformat``."""
+    from gateway.logformat import configure
 
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format=LOG_FORMAT,
-    )
+    configure(level, fmt)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -150,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     # log_config=None: uvicorn's default config (uvicorn.config.LOGGING_CONFIG) gives its loggers
     # their own handlers and formats and stops them propagating; without it, uvicorn.error and
     # uvicorn.access lines reach the root handler above, in the gateway's one format.

@@ -78,6 +78,9 @@ class Settings:
     #: Local development only: skip X-Twilio-Signature checks (a loud warning is logged).
     insecure_skip_signature: bool = False
     log_level: str = "INFO"
+    #: ``text`` (one readable line) or ``json`` (one JSON object a line, with call_sid and
+    #: stream_sid where there is a call; uvicorn's lines too): gateway.logformat.
+    log_format: str = "text"
     #: Where Twilio's REST API is (tests point it at a local fake); None: Twilio's own.
     twilio_api_base_url: str | None = None
     #: Who ``transfer_call`` may dial: name -> E.164 number or sip: URI. Nothing else, ever.
@@ -197,6 +200,7 @@ class Settings:
             call_token_secret=reader.optional("GATEWAY_CALL_TOKEN_SECRET"),
             insecure_skip_signature=reader.boolean("GATEWAY_INSECURE_SKIP_SIGNATURE", False),
             log_level=reader.choice("GATEWAY_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            log_format=reader.choice("GATEWAY_LOG_FORMAT", ("text", "json"), "text"),
             twilio_api_base_url=reader.optional("TWILIO_API_BASE_URL"),
             transfer_targets=reader.targets("GATEWAY_TRANSFER_TARGETS"),
             silence_check_in_s=reader.seconds("GATEWAY_SILENCE_CHECK_IN_S", cls.silence_check_in_s, 0, 3600),

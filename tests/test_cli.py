@@ -20,7 +20,7 @@ from gateway import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: ``gateway.cli.LOG_FORMAT``: "2026-01-31 12:00:00,123 INFO    uvicorn.error: message".
+#: ``gateway.logformat.TEXT_FORMAT``: "2026-01-31 12:00:00,123 INFO    uvicorn.error: message".
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) *([\w.]+): .")
 
 
@@ -176,3 +176,26 @@ def test_gateway_realtime_server_logs_in_the_gateway_format(tmp_path) -> None:
         server.kill()
     loggers = _loggers(server.lines)
     assert "websockets.server" in loggers and any(name.startswith("gateway.") for name in loggers), loggers
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_gateway_serve_logs_json_lines_when_asked(tmp_path) -> None:
+    env = _child_env(
+        PUBLIC_URL="http://127.0.0.1", TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="secret",
+        OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime", GATEWAY_LOG_FORMAT="json",
+    )
+    server = _Process("serve", "--host", "127.0.0.1", "--port", "0", "--env-file", str(tmp_path / "none.env"),
+                      env=env, cwd=tmp_path, with_stdout=True)
+    try:
+        port = server.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
+            assert response.status == 200
+        server.wait_for(r"GET /healthz HTTP/1\.1")
+        assert server.stop(signal.SIGTERM) == 0
+    finally:
+        server.kill()
+    import json
+
+    records = [json.loads(line) for line in server.lines if line.strip()]  # every line is one JSON object
+    assert {"uvicorn.error", "uvicorn.access", "gateway.app"} <= {r["logger"] for r in records}
+    assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
