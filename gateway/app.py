@@ -32,6 +32,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import LoopLag, Metrics
+from gateway.tracing import CallSpans
 from gateway.security import CallTokens, TwilioSignatures
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest
@@ -69,7 +70,8 @@ class Gateway:
         # The gauges read the registry and the drain when scraped.
         self.metrics = Metrics(settings.audio_mode, active=lambda: len(self.registry.calls),
                                draining=lambda: self._drain.draining)
-        self.registry = CallRegistry(on_ended=self.metrics.call_ended)
+        self.spans = CallSpans()
+        self.registry = CallRegistry(on_ended=self._call_ended)
         self._drain = Drain(self.registry.calls)
         self.startup = Startup(settings, self.rest, background=LoopLag(self.metrics).run)
         wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event, on_call_end)
@@ -94,6 +96,11 @@ class Gateway:
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
             Route("/metrics", guarded(self.metrics_endpoint), methods=["GET"]),
         ]
+
+    def _call_ended(self, record: CallRecord) -> None:
+        """Every finished stream's record: into the metrics and, if configured, the traces."""
+        self.metrics.call_ended(record)
+        self.spans.call_ended(record)
 
     async def metrics_endpoint(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format (``gateway.metrics``)."""

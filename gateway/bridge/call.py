@@ -48,6 +48,7 @@ from gateway.bridge.actions import (
 from gateway.bridge.ending import EndReason, close_code
 from gateway.bridge.events import (
     AgentChosen,
+    AgentTurn,
     AnsweredBy,
     BargeIn,
     CallEnded,
@@ -218,6 +219,7 @@ class Call:
         self._started_at: float | None = None  # when the valid start came
         self._first_audio_sent = False
         self._speech_started_at: float | None = None  # the model's last speech_started
+        self._turn_began: float | None = None  # the agent's response in progress began
         #: Unknown Twilio events received, by name (logged once each, counted at the end).
         self.unknown_events: collections.Counter[str] = collections.Counter()
 
@@ -589,11 +591,15 @@ class Call:
     def _on_agent_start(self, event: Any, now: float) -> None:
         self.log.debug("agent %s responding", event.agent.name)
         self.responses_started += 1
+        self._turn_began = now
         self._response_due = False
 
     def _on_agent_end(self, event: Any, now: float) -> None:
         self.log.debug("agent %s done", event.agent.name)
         self.responses_ended += 1
+        began, self._turn_began = self._turn_began, None
+        if began is not None:
+            self._emit(AgentTurn(t=now - self._t0, agent=event.agent.name, seconds=round(now - began, 4)))
 
     def _on_tool_start(self, event: Any, now: float) -> None:
         self.log.info("tool %s started: %s", event.tool.name, short(event.arguments))

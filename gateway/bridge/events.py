@@ -79,6 +79,15 @@ class GuardrailTripped(_Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AgentTurn(_Event):
+    """A response of the agent ended (at ``t``), ``seconds`` after it began."""
+
+    agent: str
+    seconds: float
+    type: Literal["agent_turn"] = "agent_turn"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCalled(_Event):
     tool: str
     arguments: str
@@ -225,7 +234,7 @@ class CallEnded(_Event):
 
 
 CallEvent = Union[
-    CallStarted, AgentChosen, DigitPressed, BargeIn, GuardrailTripped, ToolCalled, ToolReturned,
+    CallStarted, AgentChosen, DigitPressed, BargeIn, GuardrailTripped, AgentTurn, ToolCalled, ToolReturned,
     ToolApproval, HandedOff, ModelError, InputAudioTimeout, SilenceCheckIn, AnsweredBy,
     TwilioStatus, HungUp, Transferred, TransferRefused, SessionRolledOver, ModelConnected, FirstAudio,
     ModelReconnected, HoldStarted, HoldEnded, ReplyResumed, CallEnded,
