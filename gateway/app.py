@@ -94,7 +94,9 @@ class Gateway:
             Route("/calls", guarded(self.calls_api.list_calls), methods=["GET"]),
             Route("/healthz", guarded(self.health.healthz), methods=["GET"]),
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
-            Route("/metrics", guarded(self.metrics_endpoint), methods=["GET"]),
+            # With GATEWAY_METRICS_PORT, gateway serve serves them on that port instead.
+            *([] if self.settings.metrics_port is not None else
+              [Route("/metrics", guarded(self.metrics_endpoint), methods=["GET"])]),
         ]
 
     def _call_ended(self, record: CallRecord) -> None:

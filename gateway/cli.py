@@ -150,6 +150,12 @@ def _serve(args: argparse.Namespace) -> int:
     # log_config=None: uvicorn's default config (uvicorn.config.LOGGING_CONFIG) gives its loggers
     # their own handlers and formats and stops them propagating; without it, uvicorn.error and
     # uvicorn.access lines reach the root handler above, in the gateway's one format.
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        # A thread of prometheus_client's own: scrapes never touch the event loop.
+        server, _ = start_http_server(settings.metrics_port, addr=args.host, registry=app.state.gateway.metrics.registry)
+        logging.getLogger("gateway.app").info("metrics on http://%s:%d/metrics", args.host, server.server_port)
     config = uvicorn_config(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
                             log_config=None)
     DrainingServer(config, app.state.gateway, settings.drain_timeout_s).run()

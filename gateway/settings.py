@@ -81,6 +81,9 @@ class Settings:
     #: ``text`` (one readable line) or ``json`` (one JSON object a line, with call_sid and
     #: stream_sid where there is a call; uvicorn's lines too): gateway.logformat.
     log_format: str = "text"
+    #: Serve ``GET /metrics`` on this port of its own (0: any free port, logged) instead of the
+    #: gateway's port, to keep it off the public listener. Unset: on the gateway's port.
+    metrics_port: int | None = None
     #: Where Twilio's REST API is (tests point it at a local fake); None: Twilio's own.
     twilio_api_base_url: str | None = None
     #: Who ``transfer_call`` may dial: name -> E.164 number or sip: URI. Nothing else, ever.
@@ -201,6 +204,8 @@ class Settings:
             insecure_skip_signature=reader.boolean("GATEWAY_INSECURE_SKIP_SIGNATURE", False),
             log_level=reader.choice("GATEWAY_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             log_format=reader.choice("GATEWAY_LOG_FORMAT", ("text", "json"), "text"),
+            metrics_port=(reader.integer("GATEWAY_METRICS_PORT", 0, 0, 65535)
+                          if reader.optional("GATEWAY_METRICS_PORT") is not None else None),
             twilio_api_base_url=reader.optional("TWILIO_API_BASE_URL"),
             transfer_targets=reader.targets("GATEWAY_TRANSFER_TARGETS"),
             silence_check_in_s=reader.seconds("GATEWAY_SILENCE_CHECK_IN_S", cls.silence_check_in_s, 0, 3600),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -199,3 +200,24 @@ def test_gateway_serve_logs_json_lines_when_asked(tmp_path) -> None:
     records = [json.loads(line) for line in server.lines if line.strip()]  # every line is one JSON object
     assert {"uvicorn.error", "uvicorn.access", "gateway.app"} <= {r["logger"] for r in records}
     assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_gateway_serve_serves_metrics_on_their_own_port_when_asked(tmp_path) -> None:
+    env = _child_env(
+        PUBLIC_URL="http://127.0.0.1", TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="secret",
+        OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime", GATEWAY_METRICS_PORT="0",
+    )
+    server = _Process("serve", "--host", "127.0.0.1", "--port", "0", "--env-file", str(tmp_path / "none.env"),
+                      env=env, cwd=tmp_path, with_stdout=True)
+    try:
+        metrics_port = server.wait_for(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1)
+        port = server.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as response:
+            assert response.status == 200 and b"gateway_active_calls 0.0" in response.read()
+        with pytest.raises(urllib.error.HTTPError) as missing:  # not on the public listener
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        assert missing.value.code == 404
+        assert server.stop(signal.SIGTERM) == 0
+    finally:
+        server.kill()
