@@ -25,3 +25,21 @@ async def test_get_metrics_on_a_live_gateway(start_gateway) -> None:
     assert 'gateway_calls_total{direction="inbound",end_reason="caller_hung_up"} 1.0' in after.text
     assert "gateway_time_to_first_audio_seconds_count 1.0" in after.text
     assert "CA" not in after.text  # no call SIDs in labels
+
+
+async def test_a_barge_in_is_observed_in_the_clear_latency(start_gateway) -> None:
+    from .conftest import ulaw_tone
+
+    script = [Reply("A long answer that the caller will talk over.", duration_ms=3000), Reply("Yes?", duration_ms=300)]
+    async with start_gateway(script) as (gateway, realtime):
+        caller = await place_call(gateway)
+        await caller.wait_heard(600)
+        caller.say(ulaw_tone(500, 0.6))  # talks over the agent
+        await caller.wait_until(lambda: caller.clears, timeout=10)
+        await caller.hang_up()
+        await finished(gateway)
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(gateway.url + "/metrics")).text
+    assert "gateway_barge_in_clear_seconds_count 1.0" in text
+    # The clear went out within milliseconds of the model's speech_started (loopback, one call).
+    assert 'gateway_barge_in_clear_seconds_bucket{le="0.05"} 1.0' in text
