@@ -105,7 +105,10 @@ class CallRegistry:
         self.calls.pop(call.record.stream_sid, None)
         self.finished.append(call.record)
         if self.on_ended is not None:
-            self.on_ended(call.record)
+            try:
+                self.on_ended(call.record)
+            except Exception:  # metrics or traces must never cost a call its record
+                log.exception("[call=%s] metrics or traces of the finished call failed", call.record.call_sid or "-")
 
     def find(self, call_sid: str) -> CallRunner | None:
         """The call in progress with this call SID."""

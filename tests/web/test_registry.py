@@ -118,3 +118,21 @@ def test_the_calls_in_progress_as_get_calls_lists_them() -> None:
         "call_sid": "CA1", "stream_sid": "MZ1", "from": "+15550001111", "to": "+15550002222",
         "agent": "Assistant", "direction": "inbound", "duration_s": pytest.approx(12.3),
     }]
+
+
+def test_a_failing_listener_of_finished_calls_costs_no_record(caplog) -> None:
+    from types import SimpleNamespace
+
+    from gateway.bridge.record import CallRecord
+    from gateway.web.registry import CallRegistry
+
+    def broken(record) -> None:
+        raise RuntimeError("exporter down")
+
+    registry = CallRegistry(on_ended=broken)
+    call = SimpleNamespace(record=CallRecord(call_sid="CA1", stream_sid="MZ1"))
+    registry.calls["MZ1"] = call
+    with caplog.at_level("ERROR", logger="gateway.app"):
+        registry.ended(call)
+    assert registry.calls == {} and list(registry.finished) == [call.record]
+    assert "[call=CA1] metrics or traces of the finished call failed" in caplog.text
