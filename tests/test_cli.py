@@ -146,15 +146,21 @@ def _child_env(**settings: str) -> dict[str, str]:
     return {**keep, "PYTHONPATH": str(ROOT), **settings}
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
-def test_gateway_serve_logs_uvicorn_lines_in_the_gateway_format(tmp_path) -> None:
+def _serve(tmp_path: Path, **settings: str) -> _Process:
+    """``gateway serve`` on a free port with the least settings (and ``settings``), its stdout
+    read too: uvicorn's own logging config sends its access lines there."""
     env = _child_env(
         PUBLIC_URL="http://127.0.0.1", TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="secret",
         OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime",  # never dialled: no call is made
+        **settings,
     )
-    # stdout too: uvicorn's own logging config sends its access lines there.
-    server = _Process("serve", "--host", "127.0.0.1", "--port", "0", "--env-file", str(tmp_path / "none.env"),
-                      env=env, cwd=tmp_path, with_stdout=True)
+    return _Process("serve", "--host", "127.0.0.1", "--port", "0", "--env-file", str(tmp_path / "none.env"),
+                    env=env, cwd=tmp_path, with_stdout=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_gateway_serve_logs_uvicorn_lines_in_the_gateway_format(tmp_path) -> None:
+    server = _serve(tmp_path)
     try:
         port = server.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
@@ -181,12 +187,7 @@ def test_gateway_realtime_server_logs_in_the_gateway_format(tmp_path) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
 def test_gateway_serve_logs_json_lines_when_asked(tmp_path) -> None:
-    env = _child_env(
-        PUBLIC_URL="http://127.0.0.1", TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="secret",
-        OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime", GATEWAY_LOG_FORMAT="json",
-    )
-    server = _Process("serve", "--host", "127.0.0.1", "--port", "0", "--env-file", str(tmp_path / "none.env"),
-                      env=env, cwd=tmp_path, with_stdout=True)
+    server = _serve(tmp_path, GATEWAY_LOG_FORMAT="json")
     try:
         port = server.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
@@ -204,12 +205,7 @@ def test_gateway_serve_logs_json_lines_when_asked(tmp_path) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
 def test_gateway_serve_serves_metrics_on_their_own_port_when_asked(tmp_path) -> None:
-    env = _child_env(
-        PUBLIC_URL="http://127.0.0.1", TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="secret",
-        OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime", GATEWAY_METRICS_PORT="0",
-    )
-    server = _Process("serve", "--host", "127.0.0.1", "--port", "0", "--env-file", str(tmp_path / "none.env"),
-                      env=env, cwd=tmp_path, with_stdout=True)
+    server = _serve(tmp_path, GATEWAY_METRICS_PORT="0")
     try:
         metrics_port = server.wait_for(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1)
         port = server.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1)
