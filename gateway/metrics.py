@@ -31,6 +31,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.audio import AudioMode
+from gateway.bridge.agents import tool_outcome
 from gateway.bridge.ending import CLOSE_NORMAL, close_code
 from gateway.bridge.events import BargeIn, CallEnded, CallStarted, FirstAudio, ModelConnected, ModelReconnected, ToolReturned
 from gateway.bridge.record import CallRecord
@@ -41,21 +42,10 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 INF = float("inf")
 
 
-def tool_outcome(output: str) -> str:
-    """``ok``, ``error`` or ``timeout``, from the output the model was given: the gateway's own
-    failure texts (gateway.bridge.agents) and the SDK's default one (agents/tool.py,
-    ``default_tool_error_function``)."""
-    if " did not finish within " in output and output.startswith("The tool "):
-        return "timeout"
-    if (output.startswith("The tool ") and " failed (" in output) or output.startswith("An error occurred"):
-        return "error"
-    return "ok"
-
-
 class Metrics:
     def __init__(self, audio_mode: AudioMode, active: Callable[[], int], draining: Callable[[], bool]) -> None:
         self.registry = r = CollectorRegistry()
-        self._frame_bytes = 960 if audio_mode is AudioMode.PCM16 else 160  # 20 ms of the model's audio
+        self._frame_bytes = 20 * audio_mode.model_bytes_per_ms  # 20 ms of the model's audio
         Gauge("gateway_active_calls", "Calls in progress.", registry=r).set_function(active)
         Gauge("gateway_draining", "1 while the gateway drains (no new calls).", registry=r).set_function(
             lambda: 1.0 if draining() else 0.0)

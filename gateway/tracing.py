@@ -17,6 +17,7 @@ from __future__ import annotations
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 
+from gateway.bridge.agents import tool_outcome
 from gateway.bridge.ending import EndReason
 from gateway.bridge.events import (
     AgentTurn,
@@ -31,7 +32,6 @@ from gateway.bridge.events import (
     Transferred,
 )
 from gateway.bridge.record import CallRecord
-from gateway.metrics import tool_outcome
 
 __all__ = ["CallSpans"]
 

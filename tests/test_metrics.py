@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.audio import AudioMode
 from gateway.bridge.ending import EndReason
-from gateway.metrics import LoopLag, Metrics, tool_outcome
+from gateway.bridge.agents import tool_outcome
+from gateway.metrics import LoopLag, Metrics
 from tests.bridge.test_call import agent_start, audio, interrupted, live, speech, started
 
 

@@ -80,6 +80,17 @@ TOOL_TIMED_OUT = ("The tool {name} did not finish within {seconds:g} s and was s
                   "caller it could not be done right now.")
 
 
+def tool_outcome(output: str) -> str:
+    """``ok``, ``error`` or ``timeout``, from the output the model was given: the failure texts
+    above (``TOOL_TIMED_OUT``, ``TOOL_FAILED``) and the SDK's default one (agents/tool.py,
+    ``default_tool_error_function``)."""
+    if output.startswith("The tool ") and " did not finish within " in output:
+        return "timeout"
+    if (output.startswith("The tool ") and " failed (" in output) or output.startswith("An error occurred"):
+        return "error"
+    return "ok"
+
+
 def guard_tools(agent: RealtimeAgent, timeout_s: float, *, exempt: frozenset[str] = frozenset(),
                 log: Any = None) -> None:
     """Make the function tools of ``agent`` (and of the agents it hands off to) safe for a
