@@ -285,7 +285,7 @@ class Call:
                 log.warning("%s stream refused before start: %s", self.peer, exc)
             else:
                 self.log.error("ending call: %s", exc)
-            return self._end(EndReason.PROTOCOL_ERROR, now)
+            return self.end(EndReason.PROTOCOL_ERROR, now)
         kind = type(message)
         if kind is Media:
             return self._caller_audio(message.payload)
@@ -296,7 +296,7 @@ class Call:
         if kind is Start:
             return self._start(message, now)
         if kind is Stop:
-            return self._end(EndReason.CALLER_HUNG_UP, now)
+            return self.end(EndReason.CALLER_HUNG_UP, now)
         if kind is UnknownEvent:
             self._unknown_event(message.event)
         return []
@@ -322,14 +322,14 @@ class Call:
         return self._limit(EndReason.TOO_BIG, f"a message over {MAX_MESSAGE_BYTES} bytes", now)
 
     def twilio_closed(self, now: float) -> list[Action]:
-        return self._end(EndReason.TWILIO_DISCONNECTED, now)
+        return self.end(EndReason.TWILIO_DISCONNECTED, now)
 
     def _limit(self, reason: EndReason, what: str, now: float) -> list[Action]:
         if self.phase is Phase.AWAITING_START:
             log.warning("%s stream refused before start: %s: %s", self.peer, reason.value, what)
         else:
             self.log.error("ending call: %s: %s", reason.value, what)
-        return self._end(reason, now)
+        return self.end(reason, now)
 
     def _start(self, start: Start, now: float) -> list[Action]:
         params = dict(start.custom_parameters)
@@ -343,7 +343,7 @@ class Call:
         except InvalidCallToken as exc:
             # The peer is named, so that a peer forging tokens is limited per peer (gateway.ratelog).
             self.log.warning("%s stream refused before any model connection: %s", self.peer, exc)
-            return self._end(EndReason.REFUSED, now)
+            return self.end(EndReason.REFUSED, now)
         self.info = StartInfo(start.call_sid, start.stream_sid, start.account_sid, params,
                               "outbound" if outbound else "inbound")
         self.phase = Phase.CONNECTING
@@ -457,7 +457,8 @@ class Call:
                 self.silence = SilenceMonitor(self.settings.silence_check_in_s, self.settings.silence_give_up_s, now)
         out += [TellModel(note) for note in self._notes]
         self._notes.clear()
-        out += self._hold_over(now, self.hold.back())
+        out += self.hold.back()
+        self._hold_over(now)
         if self._resume is not None:
             out.append(self._go_on(now))
         return out
@@ -510,7 +511,8 @@ class Call:
         """The edge carried out ``RollOver``: ``ok`` if the call is on the new session."""
         started, self._rolling_since = self._rolling_since, None
         self.rearm = True
-        self._out += self._hold_over(now, self.hold.back())
+        self._out += self.hold.back()
+        self._hold_over(now)
         if not ok:
             self._rollover_at = now + ROLLOVER_RETRY_S
             return self._take()
@@ -559,7 +561,8 @@ class Call:
 
     def _on_audio(self, event: Any, now: float) -> None:
         if self.hold.playing or self.hold.since is not None:  # the agent speaks: no more hold audio
-            self._out += self._hold_over(now, self.hold.stop())
+            self._out += self.hold.stop()
+            self._hold_over(now)
         self._twilio(self.playback.audio(event.item_id, event.content_index, event.audio.data, now), now)
 
     def _on_audio_end(self, event: Any, now: float) -> None:
@@ -824,11 +827,11 @@ class Call:
         self._emit(HoldStarted(t=now - self._t0))
         self._out += self.hold.start()
 
-    def _hold_over(self, now: float, actions: list[Action]) -> list[Action]:
+    def _hold_over(self, now: float) -> None:
+        """The hold audio is over (if there was any): noted with how long it lasted."""
         if self._holding_since is not None:
             self._emit(HoldEnded(t=now - self._t0, seconds=round(now - self._holding_since, 3)))
             self._holding_since = None
-        return actions
 
     def _heard_text(self, item_id: str, heard_ms: float, sent_ms: float) -> str:
         """The part of a reply's transcript the caller heard: its words in proportion to the
@@ -856,7 +859,7 @@ class Call:
         if self.phase is Phase.AWAITING_START:
             if now >= self._start_deadline:
                 log.warning("%s stream refused: no start within %g s", self.peer, self.settings.start_timeout_s)
-                return self._end(EndReason.REFUSED, now)
+                return self.end(EndReason.REFUSED, now)
             return []
         self._maybe_hold(now)
         if self._collector is not None:
@@ -914,10 +917,8 @@ class Call:
     # --- The end -------------------------------------------------------------------------------------
 
     def end(self, reason: EndReason, now: float) -> list[Action]:
-        """The edge saw the call end (the model ended or failed, the socket went)."""
-        return self._end(reason, now)
-
-    def _end(self, reason: EndReason, now: float) -> list[Action]:
+        """The call is over for ``reason`` (the first reason given stands): fed by the edge when
+        it sees an end (the model ended or failed, the socket went), and by the call itself."""
         if self.end_reason is None:
             self.end_reason = reason
         self.phase = Phase.ENDED

@@ -49,7 +49,7 @@ from gateway.bridge.actions import (
 from gateway.bridge.agents import AgentSource, CallInfo, agent_for_call, load_agent_source
 from gateway.bridge.call import Call, Phase
 from gateway.bridge.control import CallControl
-from gateway.bridge.ending import EndReason, close_code
+from gateway.bridge.ending import EndReason
 from gateway.bridge.media import TwilioSocket
 from gateway.bridge.model import ModelLink, PlaybackTracker
 from gateway.bridge.record import CallRecord
@@ -141,7 +141,7 @@ class CallRunner:
             call.end(EndReason.CANCELLED, self.clock())
             raise
         finally:
-            await self.socket.close(close_code(call.end_reason))
+            await self.execute([call.close_stream()])
             record = call.finish(self.clock())
             if call.info is not None:
                 self.log.info(
