@@ -78,10 +78,10 @@ class Metrics:
         code = close_code(record.end_reason)
         if code != CLOSE_NORMAL:
             self.stream_errors.labels(str(code)).inc()
-        started = next((e for e in record.timeline if isinstance(e, CallStarted)), None)
+        started = record.first(CallStarted)
         if started is None:
             return  # refused before start: no call
-        ended = next((e for e in reversed(record.timeline) if isinstance(e, CallEnded)), None)
+        ended = record.last(CallEnded)
         reason = record.end_reason.name.lower() if record.end_reason is not None else "unknown"
         self.calls.labels(started.direction, reason).inc()
         if ended is not None:

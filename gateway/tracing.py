@@ -50,8 +50,8 @@ class CallSpans:
         self.tracer = tracer or trace.get_tracer("twilio-realtime-gateway")
 
     def call_ended(self, record: CallRecord) -> None:
-        started = next((e for e in record.timeline if isinstance(e, CallStarted)), None)
-        ended = next((e for e in reversed(record.timeline) if isinstance(e, CallEnded)), None)
+        started = record.first(CallStarted)
+        ended = record.last(CallEnded)
         if started is None or ended is None:
             return  # refused before start: no call
         base = record.started_at

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.bridge.ending import EndReason
 from gateway.bridge.events import (
@@ -16,6 +16,9 @@ from gateway.bridge.events import (
     CallStarted,
     HandedOff,
 )
+
+
+E = TypeVar("E")
 
 
 @dataclasses.dataclass
@@ -54,6 +57,14 @@ class CallRecord:
     def events(self) -> list[dict[str, Any]]:
         """The timeline as dicts: ``{"t", "event", **fields}``."""
         return [event.as_dict() for event in self.timeline]
+
+    def first(self, kind: type[E]) -> E | None:
+        """The first event of ``kind`` in the timeline (e.g. ``CallStarted``), if any."""
+        return next((e for e in self.timeline if isinstance(e, kind)), None)
+
+    def last(self, kind: type[E]) -> E | None:
+        """The last event of ``kind`` in the timeline (e.g. ``CallEnded``), if any."""
+        return next((e for e in reversed(self.timeline) if isinstance(e, kind)), None)
 
     def add(self, event: CallEvent) -> None:
         self.timeline.append(event)
