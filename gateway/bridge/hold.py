@@ -28,7 +28,6 @@ class Hold:
         self.since: float | None = None  # the model has been missing since then
         self.started = False  # hold audio went out during this absence
         self.playing = False  # hold audio is queued at Twilio (or playing)
-        self.times = 0  # absences that got hold audio
         self._sent = 0  # marks sent (hold:1, hold:2, ...), numbered across the whole call
         self._message_mark = 0  # the mark after this hold's message
         self._message_done = False
@@ -62,7 +61,6 @@ class Hold:
         """The message, then a tone period, each closed by a mark."""
         self.started = True
         self.playing = True
-        self.times += 1
         self._message_done = False
         out: list[Action] = [SendMedia(frame) for frame in audio.frames("message")]
         out.append(self._mark())
