@@ -41,6 +41,11 @@ CONNECT_BACKOFF_S = (0.25, 2.0)
 #: retry), and however little of the budget is left, at least the minimum.
 CONNECT_ATTEMPT_S = 2.5
 CONNECT_MIN_ATTEMPT_S = 1.0
+#: What a send raises once the session's socket is gone: websockets' ``ConnectionClosed``, or,
+#: once the SDK has closed its model after the failure, its assertion that it is not connected
+#: (agents/realtime/openai_realtime.py, ``_send_raw_message``). Either way the session reader
+#: sees the failure and reconnects, or ends the call.
+SESSION_GONE = (ConnectionClosed, AssertionError)
 
 
 class PlaybackTracker(RealtimePlaybackTracker):
@@ -264,7 +269,7 @@ class ModelLink:
         session = self.session
         try:
             await session.send_audio(audio)
-        except ConnectionClosed:
+        except SESSION_GONE:
             if session is not self.session:
                 return True
             self.broken = True

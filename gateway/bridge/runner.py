@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Union
 
 from starlette.websockets import WebSocket
-from websockets.exceptions import ConnectionClosed
 
 from gateway.bridge.actions import (
     Action,
@@ -51,7 +50,7 @@ from gateway.bridge.call import Call, Phase
 from gateway.bridge.control import CallControl
 from gateway.bridge.ending import EndReason
 from gateway.bridge.media import TwilioSocket
-from gateway.bridge.model import ModelLink, PlaybackTracker
+from gateway.bridge.model import SESSION_GONE, ModelLink, PlaybackTracker
 from gateway.bridge.record import CallRecord
 from gateway.security import CallTokens
 from gateway.settings import Settings
@@ -297,12 +296,12 @@ class CallRunner:
             elif kind is TellModel:
                 try:
                     await self.model.tell(action.text)
-                except ConnectionClosed:  # the session reader reconnects
+                except SESSION_GONE:  # the session reader reconnects
                     self.log.warning("message for the model lost, the connection dropped: %s", action.text)
             elif kind is Ask:
                 try:
                     await self.model.ask(action.request)
-                except ConnectionClosed:
+                except SESSION_GONE:
                     self.log.warning("request to speak lost, the model connection dropped: %s", action.request)
             elif kind is DecideTool:
                 await self.model.decide_tool(action.call_id, action.approve, action.message)
