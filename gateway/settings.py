@@ -128,6 +128,24 @@ class Settings:
     #: While draining, new calls are sent here (a ``<Redirect>`` to another instance's voice
     #: webhook); unset: the webhook answers 503 and Twilio uses the number's fallback URL.
     drain_redirect_url: str | None = None
+    #: Where the gateway keeps what lasts: the SQLite call store (``calls.sqlite3``) unless
+    #: ``database_url`` names PostgreSQL, and the recordings (``recordings/``). Relative to the
+    #: working directory; created when first needed.
+    data_dir: Path = Path("gateway-data")
+    #: ``postgresql://user:password@host:port/dbname``: the call records go to this PostgreSQL
+    #: database (what several instances share) instead of SQLite under ``data_dir``.
+    database_url: str | None = dataclasses.field(default=None, repr=False)
+    #: Keep a record of every call in the store (``gateway.store``); off: only the metrics,
+    #: logs and ``on_call_end`` hook see a finished call.
+    store_calls: bool = True
+    #: Keypresses taken by ``collect_digits`` (PINs, account numbers) are stored and logged as
+    #: ``*``, and the tool's output with them; off: kept as pressed.
+    redact_digits: bool = True
+    #: Record every call: a stereo 8 kHz WAV under ``data_dir/recordings``, the caller on the
+    #: left, the agent on the right as the caller heard it (paused while digits are collected).
+    record: bool = False
+    #: Recordings older than this many days are deleted (0: kept for ever).
+    recording_retention_days: int = 30
 
     def transfer_target(self, name_or_number: str) -> str | None:
         """The allowed dial string for a target name or number, or None if not allowed."""
@@ -225,6 +243,13 @@ class Settings:
             tool_timeout_s=reader.seconds("GATEWAY_TOOL_TIMEOUT_S", cls.tool_timeout_s, 0, 3600),
             drain_timeout_s=reader.seconds("GATEWAY_DRAIN_TIMEOUT_S", cls.drain_timeout_s, 0, 86400),
             drain_redirect_url=reader.url("GATEWAY_DRAIN_REDIRECT_URL"),
+            data_dir=Path(reader.optional("GATEWAY_DATA_DIR") or cls.data_dir),
+            database_url=reader.database_url("GATEWAY_DATABASE_URL"),
+            store_calls=reader.boolean("GATEWAY_STORE_CALLS", cls.store_calls),
+            redact_digits=reader.boolean("GATEWAY_REDACT_DIGITS", cls.redact_digits),
+            record=reader.boolean("GATEWAY_RECORD", cls.record),
+            recording_retention_days=reader.integer("GATEWAY_RECORDING_RETENTION_DAYS",
+                                                    cls.recording_retention_days, 0, 36500),
         )
         if problems:
             raise SettingsError(problems)
@@ -310,6 +335,17 @@ class _Reader:
             parts = urlsplit(value)
             if parts.scheme not in ("https", "http") or not parts.netloc:
                 self.problems.append(f"{name}: must be an absolute http(s) URL, got {value!r}")
+                return None
+        return value
+
+    def database_url(self, name: str) -> str | None:
+        """A ``postgresql://`` (or ``postgres://``) URL, or None."""
+        value = self.optional(name)
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("postgresql", "postgres") or not (parts.netloc or parts.query):
+                self.problems.append(f"{name}: must be a postgresql://user:password@host/dbname URL, "
+                                     f"got a {parts.scheme or 'schemeless'} URL")
                 return None
         return value
 

@@ -219,6 +219,7 @@ class Call:
         self._started_at: float | None = None  # when the valid start came
         self._first_audio_sent = False
         self._speech_started_at: float | None = None  # the model's last speech_started
+        self._caller_speaking = False  # between the model's speech_started and speech_stopped
         self._turn_began: float | None = None  # the agent's response in progress began
         #: Unknown Twilio events received, by name (logged once each, counted at the end).
         self.unknown_events: collections.Counter[str] = collections.Counter()
@@ -249,6 +250,14 @@ class Call:
     def quiet(self) -> bool:
         """No response in progress and nothing sent still unheard."""
         return self.responses_started == self.responses_ended and not self.playback.speaking
+
+    @property
+    def speaking(self) -> str:
+        """Who is speaking now: ``"caller"`` (the model hears speech), ``"agent"`` (audio sent
+        awaits its echoes), or ``""``. The caller wins when both are (a barge-in)."""
+        if self._caller_speaking:
+            return "caller"
+        return "agent" if self._agent_speaking else ""
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (None: only an input can change that)."""
@@ -659,6 +668,7 @@ class Call:
         server_type = data.data.get("type")
         if server_type in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"):
             started = server_type.endswith("started")
+            self._caller_speaking = started
             if started:
                 self._speech_started_at = now  # the SDK emits audio_interrupted right after
             else:

@@ -106,6 +106,11 @@ class CallRunner:
         return self.call.record
 
     @property
+    def speaking(self) -> str:
+        """Who is speaking now: ``"caller"``, ``"agent"`` or ``""`` (``Call.speaking``)."""
+        return self.call.speaking
+
+    @property
     def call_sid(self) -> str:
         return self.call.info.call_sid if self.call.info else ""
 

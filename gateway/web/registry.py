@@ -141,7 +141,7 @@ class CallRegistry:
             {
                 "call_sid": c.record.call_sid, "stream_sid": c.record.stream_sid, "from": c.record.from_,
                 "to": c.record.to, "agent": c.record.agent, "direction": c.record.direction,
-                "duration_s": round(now - c.record.started_at, 1),
+                "duration_s": round(now - c.record.started_at, 1), "speaking": c.speaking,
             }
             for c in self.calls.values()
         ]

@@ -615,3 +615,19 @@ def test_the_figures_operators_watch_are_in_the_events() -> None:
     assert [e.seconds for e in timeline if isinstance(e, FirstAudio)] == [pytest.approx(0.99)]
     (barge,) = [e for e in timeline if isinstance(e, BargeIn)]
     assert barge.clear_ms == pytest.approx(1.0)
+
+
+def test_who_is_speaking_follows_the_agents_audio_and_the_callers_turns() -> None:
+    """What the console shows live: the agent while its audio awaits echoes, the caller from the
+    model's speech_started to speech_stopped, the caller when both (a barge-in)."""
+    call = live()
+    assert call.speaking == ""
+    sent = say(call, "item_a", 200, 1.0)
+    assert call.speaking == "agent"
+    call.session_event(speech(True), 1.1)
+    assert call.speaking == "caller"
+    call.session_event(speech(False), 1.15)
+    assert call.speaking == "agent"  # its audio still awaits echoes
+    for seq, name in enumerate(sent, 10):
+        call.receive(mark(name, seq), 1.25)
+    assert call.speaking == ""

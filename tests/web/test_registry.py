@@ -33,6 +33,7 @@ class StandInCall:
         self.call_sid = f"CA{n}"
         self.record = Record(stream_sid=f"MZ{n}", call_sid=self.call_sid)
         self.told: list[str] = []
+        self.speaking = "agent"
 
     def answered_by(self, answered_by: str) -> None:
         self.told.append(answered_by)
@@ -117,6 +118,7 @@ def test_the_calls_in_progress_as_get_calls_lists_them() -> None:
     assert registry.in_progress(now=1012.34) == [{
         "call_sid": "CA1", "stream_sid": "MZ1", "from": "+15550001111", "to": "+15550002222",
         "agent": "Assistant", "direction": "inbound", "duration_s": pytest.approx(12.3),
+        "speaking": "agent",
     }]
 
 
