@@ -52,6 +52,8 @@ class CallRecord:
     dropped_audio_bytes: int = 0  # model audio of interrupted items, never sent
     rollovers: int = 0  # moves to a fresh model session (session lifetime limit)
     reconnects: int = 0  # new model sessions after the connection failed mid-call
+    #: The call's recording (``GATEWAY_RECORD``): its path under ``GATEWAY_DATA_DIR``, once written.
+    recording: str | None = None
 
     @property
     def events(self) -> list[dict[str, Any]]:
