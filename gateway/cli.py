@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from gateway import __version__
 
 
+_GATEWAY_URL = "http://127.0.0.1:8080"
 _ENV_FILE_HELP = ("settings file, read as python-dotenv does; the process environment overrides it "
                   "(default: .env in the current folder; a missing file is skipped; see .env.example)")
 
@@ -100,9 +101,50 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's base URL")
     call.set_defaults(handler=_call)
 
-    calls = commands.add_parser("calls", help="list the calls in progress on a running gateway (GET /calls)")
-    calls.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's base URL")
-    calls.set_defaults(handler=_calls)
+    calls = commands.add_parser(
+        "calls",
+        help="the calls: in progress on a running gateway, or stored (history, show, timeline)",
+        description="With no command: the calls in progress on a running gateway (gateway calls live). "
+        "history, show and timeline read the stored calls where gateway serve keeps them "
+        "(GATEWAY_DATA_DIR or GATEWAY_DATABASE_URL, from the environment or .env); they need no "
+        "Twilio or OpenAI credentials.",
+    )
+    calls.add_argument("--url", default=_GATEWAY_URL, help="the gateway's base URL (for live)")
+    calls.set_defaults(handler=_calls_live)
+    calls_commands = calls.add_subparsers(dest="calls_command", metavar="COMMAND")
+    live = calls_commands.add_parser("live", help="the calls in progress on a running gateway (GET /calls)",
+                                     description="List the calls in progress on a running gateway (GET /calls, "
+                                     "bearer GATEWAY_API_KEY).")
+    # SUPPRESS: ``gateway calls --url URL live`` keeps the URL given before the command.
+    live.add_argument("--url", default=argparse.SUPPRESS, help=f"the gateway's base URL (default {_GATEWAY_URL})")
+    live.set_defaults(handler=_calls_live)
+    history = calls_commands.add_parser(
+        "history", help="the stored calls, newest first",
+        description="The stored calls, newest first: when, who, how long, how it ended.")
+    history.add_argument("--since", metavar="WHEN", type=_since,
+                         help="only calls that started since: a time ago (30m, 1h, 2d, 1w), a date (2026-11-30) "
+                         "or an ISO 8601 time (2026-11-30T14:00:00+01:00); UTC unless it says")
+    history.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N calls (default 50)")
+    history.add_argument("--json", action="store_true", help="a JSON array of the calls' summaries")
+    history.add_argument("--env-file", default=".env", metavar="PATH", help=_ENV_FILE_HELP)
+    history.set_defaults(handler=_calls_history)
+    show = calls_commands.add_parser(
+        "show", help="one stored call: figures, transcript, tools, keys, events",
+        description="One stored call in full: its figures, the transcript (who said what), tool calls, "
+        "keypresses and every event, with its time from the stream's start.")
+    show.add_argument("call_sid", metavar="CALL_SID", help="the call's Twilio SID (CA...), as history lists it")
+    show.add_argument("--json", action="store_true", help="the stored call as JSON (docs/observability.md)")
+    show.add_argument("--env-file", default=".env", metavar="PATH", help=_ENV_FILE_HELP)
+    show.set_defaults(handler=_calls_show)
+    timeline = calls_commands.add_parser(
+        "timeline", help="draw a stored call as a PNG: who spoke when, barge-ins, tools, keys",
+        description="Draw a stored call, as gateway demo draws its call: the caller's and the agent's "
+        "speech (the waveforms when the call was recorded), cut audio, barge-ins, tools, keys, the hang-up.")
+    timeline.add_argument("call_sid", metavar="CALL_SID", help="the call's Twilio SID (CA...), as history lists it")
+    timeline.add_argument("--out", metavar="PNG", help="the file to write (default: CALL_SID.png)")
+    timeline.add_argument("--width", type=_positive, default=1600, help="in pixels (480 to 8192; default 1600)")
+    timeline.add_argument("--env-file", default=".env", metavar="PATH", help=_ENV_FILE_HELP)
+    timeline.set_defaults(handler=_calls_timeline)
 
     twilio = commands.add_parser("twilio", help="Twilio account operations")
     twilio_commands = twilio.add_subparsers(dest="twilio_command", metavar="COMMAND", required=True)
@@ -257,7 +299,7 @@ def _call(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calls(args: argparse.Namespace) -> int:
+def _calls_live(args: argparse.Namespace) -> int:
     status, body = _api("GET", args.url.rstrip("/") + "/calls")
     if status != 200:
         print(f"gateway: {status}: {body.get('error', body)}", file=sys.stderr)
@@ -269,6 +311,224 @@ def _calls(args: argparse.Namespace) -> int:
     print(f"{'CALL SID':<36} {'DIR':<9} {'FROM':<16} {'TO':<16} {'AGENT':<20} {'DURATION':>8}")
     for c in rows:
         print(f"{c['call_sid']:<36} {c['direction']:<9} {c['from']:<16} {c['to']:<16} {c['agent']:<20} {c['duration_s']:>7.0f}s")
+    return 0
+
+
+# --- The stored calls (gateway.store) ------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+_AGO = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _since(text: str) -> float:
+    """``--since``: Unix seconds from ``30m``/``1h``/``2d``/``1w`` ago, a date (its midnight,
+    UTC) or an ISO 8601 time (UTC if it names no offset)."""
+    import datetime
+    import re
+    import time
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
+    if match:
+        return time.time() - float(match[1]) * _AGO[match[2]]
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a time ago (30m, 1h, 2d, 1w), a date (2026-11-30) or an ISO 8601 time, got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+def _store_settings(env_file: str):
+    """The settings the call store needs, read as ``gateway serve`` reads them (the environment
+    over the ``.env`` file, checked by the same rules). Reading the records needs no Twilio or
+    OpenAI credentials, so only ``GATEWAY_DATA_DIR`` and ``GATEWAY_DATABASE_URL`` are taken;
+    the settings a running gateway requires get stand-ins that nothing here reads."""
+    from pathlib import Path
+
+    from gateway.settings import Settings, read_env_file
+
+    values = read_env_file(Path(env_file)) if Path(env_file).is_file() else {}
+    values.update(os.environ)
+    store = {name: values[name] for name in ("GATEWAY_DATA_DIR", "GATEWAY_DATABASE_URL") if name in values}
+    stand_ins = {"PUBLIC_URL": "http://127.0.0.1", "TWILIO_ACCOUNT_SID": "-", "TWILIO_AUTH_TOKEN": "-",
+                 "OPENAI_API_KEY": "-"}
+    return Settings.from_mapping({**stand_ins, **store})
+
+
+class _NoStore(Exception):
+    """The stored-call commands cannot read the store: the message says why and where."""
+
+
+def _read_store(args: argparse.Namespace, read):
+    """``(settings, where, read(store))`` from the store the settings name (``--env-file``),
+    or the exit status 1 after saying why not: bad settings, no SQLite file yet (reading never
+    creates one), a database away."""
+    from gateway.settings import SettingsError
+    from gateway.store import StoreError, open_store
+
+    try:
+        try:
+            settings = _store_settings(args.env_file)
+            store = open_store(settings)
+        except (SettingsError, StoreError) as exc:
+            raise _NoStore(str(exc)) from exc
+        where = getattr(store, "where", store.kind)
+        path = getattr(store, "path", None)
+        if store.kind == "sqlite" and path is not None and not path.is_file():
+            raise _NoStore(f"no call store at {path.resolve()} (GATEWAY_DATA_DIR={settings.data_dir}): "
+                           "gateway serve writes it there when its first call ends")
+        try:
+            return settings, where, read(store)
+        except Exception as exc:  # the driver's own: a locked file, a database away, a bad password
+            raise _NoStore(f"cannot read the call store ({where}): {exc}") from exc
+        finally:
+            store.close()
+    except _NoStore as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+def _utc(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    import datetime
+
+    if t is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(fmt)
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f}s" if isinstance(value, (int, float)) else "-"
+
+
+def _calls_history(args: argparse.Namespace) -> int:
+    import json
+
+    got = _read_store(args, lambda store: store.history(args.since, args.limit))
+    if isinstance(got, int):
+        return got
+    _, _, rows = got
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no stored calls" + (" since then" if args.since is not None else ""))
+        return 0
+    print(f"{'STARTED (UTC)':<19}  {'CALL SID':<34}  {'DIR':<8}  {'FROM':<15}  {'TO':<15}  {'AGENT':<14}  "
+          f"{'LENGTH':>7}  {'BARGE':>5}  {'REC':<3}  ENDED")
+    for c in rows:
+        figures = c.get("figures") or {}
+        print(f"{_utc(c.get('started_at')):<19}  {c.get('call_sid') or '-':<34}  {c.get('direction') or '-':<8}  "
+              f"{c.get('from') or '-':<15}  {c.get('to') or '-':<15}  {(c.get('agent') or '-')[:14]:<14}  "
+              f"{_seconds(c.get('duration_s')):>7}  {figures.get('barge_ins', 0):>5}  "
+              f"{'yes' if c.get('recording') else '-':<3}  {c.get('end_reason') or '(in progress)'}")
+    return 0
+
+
+def _get_call(args: argparse.Namespace):
+    """``(settings, stored call)``, or the exit status after saying why not."""
+    got = _read_store(args, lambda store: store.get(args.call_sid))
+    if isinstance(got, int):
+        return got
+    settings, where, call = got
+    if call is None:
+        print(f"gateway: no call {args.call_sid} in the call store ({where})", file=sys.stderr)
+        return 1
+    return settings, call
+
+
+def _calls_show(args: argparse.Namespace) -> int:
+    import json
+
+    got = _get_call(args)
+    if isinstance(got, int):
+        return got
+    settings, call = got
+    if args.json:
+        print(json.dumps(call, indent=2, ensure_ascii=False))
+        return 0
+    for line in _show_lines(call, settings.data_dir):
+        print(line)
+    return 0
+
+
+def _show_lines(call: dict, data_dir) -> list[str]:
+    """``gateway calls show``: the call, readable on a terminal."""
+    figures = call.get("figures") or {}
+    recording = call.get("recording")
+    lines = [
+        f"call {call.get('call_sid')} ({call.get('direction')}): {call.get('from')} -> {call.get('to')}, "
+        f"agent {call.get('agent') or '-'}",
+        f"started {_utc(call.get('started_at'))} UTC, {_seconds(call.get('duration_s'))}, "
+        f"ended: {call.get('end_reason') or '(in progress)'}",
+        f"recording: {data_dir / recording if recording else 'none'}",
+        "",
+        "figures:",
+    ]
+    lines += [f"  {name:<20} {value}" for name, value in figures.items()]
+    lines += ["", "transcript:"]
+    for item in call.get("transcript") or []:
+        kind, role = item.get("type"), item.get("role")
+        if kind == "message":
+            who = {"user": "caller", "assistant": "agent"}.get(role, role or "?")
+            lines.append(f"  {who:<7} {item.get('text') or '(no transcript)'}")
+        elif kind == "function_call":
+            output = item.get("output")
+            lines.append(f"  {'tool':<7} {item.get('name')}({item.get('arguments') or ''})"
+                         + (f" -> {output}" if output is not None else " (no result)"))
+        elif kind == "call_event":
+            fields = ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("type", "event"))
+            lines.append(f"  {'call':<7} [{item.get('event')}{': ' + fields if fields else ''}]")
+    tools = call.get("tool_calls") or []
+    lines += ["", "tool calls:" if tools else "tool calls: none"]
+    for c in tools:
+        output = c.get("output")
+        lines.append(f"  {c.get('t', 0):8.3f}s  {c.get('tool')}({c.get('arguments') or ''})"
+                     + (f" -> {output}" if output is not None else " (no result)"))
+    keys = call.get("keypresses") or []
+    lines += ["", "keypresses:" if keys else "keypresses: none"]
+    for k in keys:
+        lines.append(f"  {k.get('t', 0):8.3f}s  {k.get('digit')}" + ("  (collected)" if k.get("collected") else ""))
+    lines += ["", "events (seconds from the stream's start):"]
+    for e in call.get("events") or []:
+        fields = "  ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "event"))
+        lines.append(f"  {e.get('t', 0):8.3f}s  {e.get('event'):<18} {fields}".rstrip())
+    return lines
+
+
+def _calls_timeline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.calltimeline import recording_path, timeline_png
+
+    got = _get_call(args)
+    if isinstance(got, int):
+        return got
+    settings, call = got
+    wav = recording_path(call, settings.data_dir)
+    if wav is not None and not wav.is_file():
+        print(f"gateway: the recording {wav} is gone (GATEWAY_RECORDING_RETENTION_DAYS?): drawing the call "
+              "from its events", file=sys.stderr)
+    out = Path(args.out or f"{args.call_sid}.png")
+    png = timeline_png(call, wav, width=args.width)
+    try:
+        out.write_bytes(png)
+    except OSError as exc:
+        print(f"gateway: cannot write {out}: {exc}", file=sys.stderr)
+        return 1
+    source = "its recording" if wav is not None and wav.is_file() else "its events"
+    print(f"wrote {out}: call {args.call_sid}, drawn from {source}")
     return 0
 
 
