@@ -21,8 +21,10 @@ gateway inside another Starlette or FastAPI application, see docs/mounting.md.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,8 +37,11 @@ from gateway.metrics import LoopLag, Metrics
 from gateway.tracing import CallSpans
 from gateway.security import CallTokens, TwilioSignatures
 from gateway.settings import Settings
+from gateway.store import CallStore, open_store
+from gateway.store.writer import RecordWriter
 from gateway.twilio.rest import TwilioRest
 from gateway.web.calls_api import CallsApi
+from gateway.web.console import Console
 from gateway.web.drain import Drain
 from gateway.web.health import Health
 from gateway.web.media import MediaEndpoint
@@ -46,6 +51,10 @@ from gateway.web.twilio_forms import TwilioForms
 from gateway.web.webhooks import TwilioWebhooks
 
 __all__ = ["Gateway", "create_app"]
+
+#: At shutdown, records still queued for the store get this long to be written; what is left
+#: is logged in full (``gateway.store.writer``).
+STORE_CLOSE_TIMEOUT_S = 10.0
 
 
 class Gateway:
@@ -67,9 +76,14 @@ class Gateway:
             agent = load_agent_source(settings.agent) if settings.agent else default_agent(settings.instructions)
         self.agent = agent
         self.rest = TwilioRest(settings.twilio_account_sid, settings.twilio_auth_token, base_url=settings.twilio_api_base_url)
-        # The gauges read the registry and the drain when scraped.
+        #: Where finished calls are kept (None: GATEWAY_STORE_CALLS=false); written by ``writer``,
+        #: from its thread. Nothing connects before the first call ends or the first read.
+        self.store: CallStore | None = open_store(settings) if settings.store_calls else None
+        self.writer = RecordWriter(self.store, redact=settings.redact_digits) if self.store is not None else None
+        # The gauges read the registry, the drain and the writer when scraped.
         self.metrics = Metrics(settings.audio_mode, active=lambda: len(self.registry.calls),
-                               draining=lambda: self._drain.draining)
+                               draining=lambda: self._drain.draining,
+                               records_waiting=lambda: self.writer.waiting if self.writer is not None else 0)
         self.spans = CallSpans()
         self.registry = CallRegistry(on_ended=self._call_ended)
         self._drain = Drain(self.registry.calls)
@@ -80,6 +94,7 @@ class Gateway:
         self.media = MediaEndpoint(settings, self.signatures, self.registry, wiring)
         self.calls_api = CallsApi(settings, self.tokens, self.rest, self.registry, self._drain)
         self.health = Health(self.registry, self._drain)
+        self.console = Console(settings, self.registry, self.store)
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -94,23 +109,35 @@ class Gateway:
             Route("/calls", guarded(self.calls_api.list_calls), methods=["GET"]),
             Route("/healthz", guarded(self.health.healthz), methods=["GET"]),
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
+            *self.console.routes(guarded),
             # With GATEWAY_METRICS_PORT, gateway serve serves them on that port instead.
             *([] if self.settings.metrics_port is not None else
               [Route("/metrics", guarded(self.metrics_endpoint), methods=["GET"])]),
         ]
 
     def _call_ended(self, record: CallRecord) -> None:
-        """Every finished stream's record: into the metrics and, if configured, the traces."""
+        """Every finished stream's record: into the metrics, the traces if configured, and the
+        store (queued for its writer's thread) if it was a call (a refused stream has no SID)."""
         self.metrics.call_ended(record)
         self.spans.call_ended(record)
+        if self.writer is not None and record.call_sid:
+            self.writer.start()  # at the first call (a mounted gateway may have had no lifespan)
+            self.writer.submit(record)
 
     async def metrics_endpoint(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format (``gateway.metrics``)."""
         return Response(self.metrics.text(), media_type=METRICS_CONTENT_TYPE)
 
-    def lifespan(self, app: object = None) -> contextlib.AbstractAsyncContextManager[None]:
-        """Start-up now, shutdown when the block ends (``gateway.web.startup``)."""
-        return self.startup.lifespan(app)
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Start-up now, shutdown when the block ends (``gateway.web.startup``); at shutdown the
+        records still queued are written (or logged in full if the store stays away)."""
+        async with self.startup.lifespan(app):
+            try:
+                yield
+            finally:
+                if self.writer is not None:
+                    await asyncio.to_thread(self.writer.close, STORE_CLOSE_TIMEOUT_S)
 
     # --- What the server (gateway.serving) and the test kit read ---------------------------------
 

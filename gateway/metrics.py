@@ -43,12 +43,15 @@ INF = float("inf")
 
 
 class Metrics:
-    def __init__(self, audio_mode: AudioMode, active: Callable[[], int], draining: Callable[[], bool]) -> None:
+    def __init__(self, audio_mode: AudioMode, active: Callable[[], int], draining: Callable[[], bool],
+                 records_waiting: Callable[[], int] = lambda: 0) -> None:
         self.registry = r = CollectorRegistry()
         self._frame_bytes = 20 * audio_mode.model_bytes_per_ms  # 20 ms of the model's audio
         Gauge("gateway_active_calls", "Calls in progress.", registry=r).set_function(active)
         Gauge("gateway_draining", "1 while the gateway drains (no new calls).", registry=r).set_function(
             lambda: 1.0 if draining() else 0.0)
+        Gauge("gateway_records_waiting", "Finished calls' records not yet written to the store.",
+              registry=r).set_function(records_waiting)
         self.calls = Counter("gateway_calls", "Calls that started, by direction and end reason.",
                              ["direction", "end_reason"], registry=r)
         self.duration = Histogram("gateway_call_duration_seconds", "Call length, from the stream's start.",

@@ -52,7 +52,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -160,6 +163,7 @@ class PhoneSystem:
         self.gateway_server = GatewayServer(self._make_app)
         self.calls: list[PhoneCall] = []
         self.api_key = "kit-" + new_sid("")[:16]
+        self.data_dir = Path(tempfile.mkdtemp(prefix="gateway-kit-"))
         self._on_digit = on_digit
         self._on_event = on_event
         self._ringing = asyncio.Lock()
@@ -176,6 +180,9 @@ class PhoneSystem:
             "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
             "TWILIO_API_BASE_URL": self.twilio.base_url,
             "GATEWAY_API_KEY": self.api_key,
+            # Records and recordings of the kit's calls (removed at close unless the settings
+            # name a GATEWAY_DATA_DIR of their own).
+            "GATEWAY_DATA_DIR": str(self.data_dir),
             # A call at ``speed`` sends its 50 frames a second ``speed`` times as fast.
             "GATEWAY_MAX_MESSAGE_RATE": str(int(200 * max(1.0, self.speed))),
             "GATEWAY_MAX_MESSAGE_BURST": str(int(500 * max(1.0, self.speed))),
@@ -215,6 +222,7 @@ class PhoneSystem:
         await asyncio.gather(self.gateway_server.close(), self.twilio.close())
         if self.realtime is not None:
             await self.realtime.close()  # raises RealtimeServerError if it failed inside
+        shutil.rmtree(self.data_dir, ignore_errors=True)
         errors = [e for call in self.calls for e in call.caller.errors]
         if errors:
             raise AssertionError(f"the simulated caller failed: {errors[0]!r}") from errors[0]

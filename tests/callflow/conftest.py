@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -18,6 +21,11 @@ from gateway.testing.realtime import RealtimeServer
 AUTH_TOKEN = "test-auth-token"
 ACCOUNT_SID = "AC" + "0" * 32
 
+#: Where the test gateways keep records and recordings unless a test gives its own
+#: GATEWAY_DATA_DIR: a directory of this run's, removed at its end (not the working directory).
+DATA_DIR = tempfile.mkdtemp(prefix="gateway-tests-")
+atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
+
 
 def gateway_settings(public_url: str, realtime_url: str, **overrides: str) -> Settings:
     env = {
@@ -25,6 +33,7 @@ def gateway_settings(public_url: str, realtime_url: str, **overrides: str) -> Se
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "OPENAI_REALTIME_URL": realtime_url,
+        "GATEWAY_DATA_DIR": DATA_DIR,
         **overrides,
     }
     return Settings.from_mapping(env)

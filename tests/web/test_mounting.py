@@ -26,6 +26,7 @@ from gateway.testing.caller import TwilioCaller, new_sid, parse_stream_twiml, we
 from gateway.testing.gateway_server import GatewayServer
 from gateway.testing.realtime import RealtimeServer, Reply
 from gateway.web.twiml import connect_stream
+from tests.callflow.conftest import DATA_DIR
 
 AUTH_TOKEN = "mount-test-token"
 ACCOUNT_SID = "AC" + "2" * 32
@@ -58,6 +59,7 @@ async def host_app(*, compose: bool, realtime_url: str = "ws://127.0.0.1:9/v1/re
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "OPENAI_REALTIME_URL": realtime_url,
+            "GATEWAY_DATA_DIR": DATA_DIR,
             **overrides,
         })
         phone = create_app(settings)
@@ -234,7 +236,8 @@ async def test_its_routes_included_in_the_host_app_work_the_same() -> None:
 
     def make(url: str) -> Starlette:
         settings = Settings.from_mapping({"PUBLIC_URL": url + "/phone", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-                                          "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/"})
+                                          "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/",
+                                          "GATEWAY_DATA_DIR": DATA_DIR})
         gateway = create_app(settings).state.gateway
         gateways.append(gateway)
         return Starlette(routes=[Mount("/phone", routes=gateway.routes)], lifespan=gateway.lifespan)
