@@ -87,7 +87,7 @@ class Gateway:
         self.spans = CallSpans()
         self.registry = CallRegistry(on_ended=self._call_ended)
         self._drain = Drain(self.registry.calls)
-        self.startup = Startup(settings, self.rest, background=LoopLag(self.metrics).run)
+        self.startup = Startup(settings, self.rest, background=LoopLag(self.metrics).run if settings.metrics else None)
         wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event, on_call_end)
         forms = TwilioForms(settings, self.signatures)
         self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self.registry, self._drain)
@@ -111,14 +111,15 @@ class Gateway:
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
             *self.console.routes(guarded),
             # With GATEWAY_METRICS_PORT, gateway serve serves them on that port instead.
-            *([] if self.settings.metrics_port is not None else
+            *([] if self.settings.metrics_port is not None or not self.settings.metrics else
               [Route("/metrics", guarded(self.metrics_endpoint), methods=["GET"])]),
         ]
 
     def _call_ended(self, record: CallRecord) -> None:
         """Every finished stream's record: into the metrics, the traces if configured, and the
         store (queued for its writer's thread) if it was a call (a refused stream has no SID)."""
-        self.metrics.call_ended(record)
+        if self.settings.metrics:
+            self.metrics.call_ended(record)
         self.spans.call_ended(record)
         if self.writer is not None and record.call_sid:
             self.writer.start()  # at the first call (a mounted gateway may have had no lifespan)

@@ -192,7 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
     # log_config=None: uvicorn's default config (uvicorn.config.LOGGING_CONFIG) gives its loggers
     # their own handlers and formats and stops them propagating; without it, uvicorn.error and
     # uvicorn.access lines reach the root handler above, in the gateway's one format.
-    if settings.metrics_port is not None:
+    if settings.metrics_port is not None and settings.metrics:
         from prometheus_client import start_http_server
 
         # A thread of prometheus_client's own: scrapes never touch the event loop.

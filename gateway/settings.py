@@ -84,6 +84,9 @@ class Settings:
     #: Serve ``GET /metrics`` on this port of its own (0: any free port, logged) instead of the
     #: gateway's port, to keep it off the public listener. Unset: on the gateway's port.
     metrics_port: int | None = None
+    #: Prometheus metrics at all (``GET /metrics``, the event-loop lag probe); off for a gateway
+    #: mounted in an application that exports its own, or to measure their cost.
+    metrics: bool = True
     #: Where Twilio's REST API is (tests point it at a local fake); None: Twilio's own.
     twilio_api_base_url: str | None = None
     #: Who ``transfer_call`` may dial: name -> E.164 number or sip: URI. Nothing else, ever.
@@ -222,6 +225,7 @@ class Settings:
             insecure_skip_signature=reader.boolean("GATEWAY_INSECURE_SKIP_SIGNATURE", False),
             log_level=reader.choice("GATEWAY_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             log_format=reader.choice("GATEWAY_LOG_FORMAT", ("text", "json"), "text"),
+            metrics=reader.boolean("GATEWAY_METRICS", cls.metrics),
             metrics_port=(reader.integer("GATEWAY_METRICS_PORT", 0, 0, 65535)
                           if reader.optional("GATEWAY_METRICS_PORT") is not None else None),
             twilio_api_base_url=reader.optional("TWILIO_API_BASE_URL"),

@@ -43,3 +43,14 @@ async def test_a_barge_in_is_observed_in_the_clear_latency(start_gateway) -> Non
     assert "gateway_barge_in_clear_seconds_count 1.0" in text
     # The clear went out within milliseconds of the model's speech_started (loopback, one call).
     assert 'gateway_barge_in_clear_seconds_bucket{le="0.05"} 1.0' in text
+
+
+async def test_with_metrics_off_there_is_no_endpoint_and_calls_go_on(start_gateway) -> None:
+    async with start_gateway([Reply("Hello!", duration_ms=200)], GATEWAY_METRICS="false") as (gateway, realtime):
+        caller = await place_call(gateway, speed=4)
+        await caller.wait_heard(200)
+        await caller.hang_up()
+        record = await finished(gateway)
+        async with httpx.AsyncClient() as client:
+            scraped = await client.get(gateway.url + "/metrics")
+    assert scraped.status_code == 404 and record.end_reason.name == "CALLER_HUNG_UP"
