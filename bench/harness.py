@@ -230,7 +230,7 @@ class StepResult:
     run_dir: Path
 
 
-def gateway_env(step: Step, port: int, model_url: str) -> dict[str, str]:
+def gateway_env(step: Step, port: int, model_url: str, data_dir: Path) -> dict[str, str]:
     """The gateway's settings for the bench: production defaults except where noted."""
     return {
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -246,6 +246,9 @@ def gateway_env(step: Step, port: int, model_url: str) -> dict[str, str]:
         "GATEWAY_SILENCE_CHECK_IN_S": "0",
         "GATEWAY_SILENCE_GIVE_UP_S": "0",
         "GATEWAY_LOG_LEVEL": "INFO",
+        # The call store (SQLite, on by default) and recordings (if a step turns them on) of
+        # the run, not of the working directory.
+        "GATEWAY_DATA_DIR": str(data_dir),
         "PYTHONPATH": str(ROOT),
         **step.extra_env,
     }
@@ -326,7 +329,7 @@ class Rig:
                                  core=LOAD_CORE, stdout_pipe=True, env=self._profile_env("model"))
         if step.target == "gateway":
             command = ["serve", "--port", str(port), "--env-file", "/dev/null"]
-            env = gateway_env(step, port, model_url)
+            env = gateway_env(step, port, model_url, run_dir / "data")
         else:
             command = ["relay", "--port", str(port), "--model-url", model_url]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                            "--out", str(out / "model.pickle")], core=LOAD_CORE, log=out / "model.log",
                  stdout_pipe=True)
     step = Step("gateway", "g711_ulaw", extra_env=dict(item.split("=", 1) for item in args.env))
-    env = gateway_env(step, port, f"ws://127.0.0.1:{model_port}/v1/realtime")
+    env = gateway_env(step, port, f"ws://127.0.0.1:{model_port}/v1/realtime", out / "data")
     command = ["serve", "--port", str(port), "--env-file", "/dev/null"]
     argv_ = ([py, str(BENCH / "serve_profiled.py"), "--tracemalloc", str(out / "tracemalloc.txt"), "--", *command]
              if args.tracemalloc else [py, "-m", "gateway", *command])

@@ -5,6 +5,7 @@
     python bench/load.py --mode pcm16 --calls 20,40,60 --seconds 30
     python bench/load.py --burst          # 30 call set-ups a second on top of calls in progress
     python bench/load.py --profile        # where the gateway's CPU goes (cProfile, under load)
+    python bench/load.py --observability 80   # metrics, call store and recording: on vs off
 
 Each step starts fresh processes: the gateway (`gateway serve`, the real app, the real Agents
 SDK) alone on core 0; the local Realtime server (bench/model.py) and the simulated Twilio
@@ -47,6 +48,13 @@ ADDED_P99_TARGET_MS = 5.0
 MEMORY_TARGET_MB = 0.5
 CALLS_TARGET = 250
 BURST_TARGET_MS = 20.0
+#: Metrics, the call store and recording together may cost this much CPU per call-second.
+OBSERVABILITY_TARGET = 0.05
+#: The gateway with all three on, and with all three off (GATEWAY_* settings).
+OBSERVABILITY = {
+    "on": {"GATEWAY_METRICS": "true", "GATEWAY_STORE_CALLS": "true", "GATEWAY_RECORD": "true"},
+    "off": {"GATEWAY_METRICS": "false", "GATEWAY_STORE_CALLS": "false", "GATEWAY_RECORD": "false"},
+}
 #: Work of other processes above these fractions of a core makes a step "disturbed": it is
 #: run again (the machine may be shared; their CPU would be measured as the gateway's).
 DISTURBED_FOREIGN, DISTURBED_STEAL = 0.05, 0.10
@@ -108,6 +116,17 @@ class Bench:
             runs["relay"].append(self.step("relay", "g711_ulaw", calls))
             for mode in modes:
                 runs[mode].append(self.step("gateway", mode, calls))
+        return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
+
+    def observability(self, modes: tuple[str, ...], calls: int, repeats: int) -> dict[str, dict[str, Any]]:
+        """The gateway with metrics, store and recording all off, then all on, in each mode,
+        interleaved ``repeats`` times; each configuration's least disturbed run."""
+        runs: dict[str, list[dict[str, Any]]] = {f"{m} {k}": [] for m in modes for k in OBSERVABILITY}
+        for _ in range(repeats):
+            for mode in modes:
+                for key, env in OBSERVABILITY.items():
+                    self.log(f"  {mode}, metrics/store/recording {key}:")
+                    runs[f"{mode} {key}"].append(self.step("gateway", mode, calls, extra_env=env))
         return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
 
     def ramp(self, mode: str, calls: list[int] | None, known: dict[str, Any] | None = None
@@ -302,6 +321,20 @@ def comparison(mode: str, gw: dict[str, Any], relay: dict[str, Any], best: dict[
         f"\nCPU per call-second of every run, gateway / relay (ms){cpu_runs[1:]}" if cpu_runs else "")
 
 
+def observability_table(modes: tuple[str, ...], runs: dict[str, dict[str, Any]], calls: int) -> str:
+    """Metrics, store and recording: CPU per call-second with them off and on, side by side."""
+    rows = []
+    for mode in modes:
+        off, on = runs[f"{mode} off"], runs[f"{mode} on"]
+        cost = on["cpu_per_call_s_ms"] / off["cpu_per_call_s_ms"] - 1
+        rows.append([mode, fmt(off["cpu_per_call_s_ms"], 3), fmt(on["cpu_per_call_s_ms"], 3), f"{100 * cost:+.1f}%",
+                     f"< {100 * OBSERVABILITY_TARGET:.0f}%", verdict(cost < OBSERVABILITY_TARGET),
+                     f"{100 * off['steal']:.0f}% / {100 * on['steal']:.0f}%",
+                     f"{off['outbound']['late']} / {on['outbound']['late']}"])
+    return (f"\nmetrics + call store + recording, {calls} calls (CPU per call-second, ms):\n"
+            + table(["mode", "off", "on", "cost", "target", "", "steal off/on", "late off/on"], rows))
+
+
 def ramp_table(mode: str, rows: list[dict[str, Any]]) -> str:
     body = []
     for s in rows:
@@ -424,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
                              "so that the load is the set-ups, not more calls in progress")
     parser.add_argument("--profile", action="store_true", help="profile the gateway under load (cProfile)")
     parser.add_argument("--profile-calls", type=int, default=20, help="calls during the profile (default 20)")
+    parser.add_argument("--observability", type=int, metavar="CALLS",
+                        help="the CPU cost of metrics, call store and recording: the gateway with them all on "
+                             "beside the same with them off, at CALLS calls (--repeat times, interleaved)")
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")
     parser.add_argument("--budget", type=float, default=10.0, help="minutes the ramps may take in all (default 10)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")
@@ -437,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.repeat = min(args.seconds, 8.0), 1
     calls = [int(c) for c in args.calls.split(",")] if args.calls else None
-    only_extra = (args.burst or args.profile) and not (args.calls or args.quick)
+    only_extra = (args.burst or args.profile or args.observability) and not (args.calls or args.quick)
     bench = Bench(args)
     bench.log(f"results in {bench.out}")
     report: list[str] = []
@@ -463,6 +499,11 @@ def main(argv: list[str] | None = None) -> int:
             report.append(comparison(mode, compared[mode], compared["relay"], best, ramp_ran=bool(rows)))
             saved["modes"][mode] = {"ramp": [strip(r) for r in rows], "best": best and best["calls"],
                                     "gateway": strip(compared[mode]), "relay": strip(compared["relay"])}
+    if args.observability:
+        bench.log(f"\nmetrics, call store and recording on vs off, {args.observability} calls:")
+        runs = bench.observability(modes, args.observability, args.repeat)
+        report.append(observability_table(modes, runs, args.observability))
+        saved["observability"] = {name: strip(s) for name, s in runs.items()}
     if args.burst:
         bench.log("\nburst:")
         results = [bench.burst("gateway", mode) for mode in modes] + [bench.burst("relay", "g711_ulaw")]
