@@ -28,6 +28,7 @@ import collections
 import dataclasses
 import enum
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from gateway.audio import InboundTranscoder, OutboundTranscoder
@@ -223,6 +224,9 @@ class Call:
         self._turn_began: float | None = None  # the agent's response in progress began
         #: Unknown Twilio events received, by name (logged once each, counted at the end).
         self.unknown_events: collections.Counter[str] = collections.Counter()
+        #: Told every caller frame as it comes, ``(timestamp_ms, payload, now)``: the call's
+        #: recording (``gateway.recording``) places it by Twilio's timestamp. None: nobody.
+        self.on_caller_audio: Callable[[int, bytes, float], None] | None = None
 
     # --- Derived state --------------------------------------------------------------------------
 
@@ -297,6 +301,8 @@ class Call:
             return self.end(EndReason.PROTOCOL_ERROR, now)
         kind = type(message)
         if kind is Media:
+            if self.on_caller_audio is not None:
+                self.on_caller_audio(message.timestamp, message.payload, now)
             return self._caller_audio(message.payload)
         if kind is Mark:
             return self._mark_echoed(message.name, now)

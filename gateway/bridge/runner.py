@@ -52,6 +52,7 @@ from gateway.bridge.ending import EndReason
 from gateway.bridge.media import TwilioSocket
 from gateway.bridge.model import SESSION_GONE, ModelLink, PlaybackTracker
 from gateway.bridge.record import CallRecord
+from gateway.recording import CallRecording
 from gateway.security import CallTokens
 from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest, TwilioRestError
@@ -100,6 +101,8 @@ class CallRunner:
         self._on_digit = on_digit
         self._on_event = on_event
         self._background: set[asyncio.Task[None]] = set()
+        #: ``GATEWAY_RECORD``: the call's recording, from its ``start`` (``gateway.recording``).
+        self.recording: CallRecording | None = None
 
     @property
     def record(self) -> CallRecord:
@@ -154,6 +157,8 @@ class CallRunner:
                     (record.ended_at or record.started_at) - record.started_at,
                     record.frames_in, record.frames_out, record.buffered_dropped, record.stale_echoes,
                 )
+            if self.recording is not None:  # written (in threads) before the record is handed on
+                record.recording = await self.recording.finish(self.clock())
         return call.record
 
     async def _await_start(self) -> bool:
@@ -170,6 +175,10 @@ class CallRunner:
         if call.finished:
             return False
         start = call.info
+        if self.settings.record:  # sample 0 is now, the stream's start
+            self.recording = CallRecording(self.settings.data_dir, start.call_sid, call.record.started_at,
+                                           self.clock(), self.log)
+            call.on_caller_audio = self.recording.caller
         self.info = CallInfo(
             call_sid=start.call_sid, stream_sid=start.stream_sid, account_sid=start.account_sid,
             from_=start.from_, to=start.to, parameters=start.parameters, control=self.control,
@@ -287,6 +296,9 @@ class CallRunner:
         if call.rearm:  # a deadline moved: the timer looks again
             call.rearm = False
             self._wake.set()
+        recording = self.recording
+        if recording is not None and recording.paused is not call.collecting:  # keys: a PIN is not kept
+            recording.collecting(call.collecting, self.clock())
         for action in actions:
             kind = type(action)
             if kind is SendAudio:
@@ -295,6 +307,8 @@ class CallRunner:
                     # (the session reader sees the failure and reconnects, or ends the call).
                     call.audio_not_sent(action.audio, self.clock())
             elif kind in _TWILIO:
+                if recording is not None:
+                    recording.sent(action, self.clock())
                 await self.socket.send(action)
             elif kind is Reply:
                 self.control.answer(action.waiter, action.value)
