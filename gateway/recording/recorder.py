@@ -7,7 +7,7 @@ stream's ``start`` (``start``, seconds on the call's clock):
   the stream started (https://www.twilio.com/docs/voice/media-streams/websocket-messages#media-message).
   Placing by timestamp, not by arrival, keeps the caller's pauses and ignores network jitter;
 - **the agent as the caller heard it** (right): Twilio queues the media we send and plays it
-  in order at real time, and ``clear`` drops what is queued (same page, "Send a clear message").
+  in order at real time, and ``clear`` drops what is queued (same page, the ``clear`` message).
   So a frame starts at the later of the instant it was sent and the end of the frame before
   it, and a ``clear`` at ``t`` drops everything scheduled from ``t`` on: the caller never heard
   it. Hold audio (``gateway.bridge.hold``) goes out the same way and is recorded the same way.
