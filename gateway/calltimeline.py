@@ -28,6 +28,7 @@ call (numpy), so run it in a thread, not on the event loop.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import io
 import json
@@ -109,17 +110,26 @@ def read_recording(wav: Path | str | bytes) -> Recording:
 
 
 def recording_path(call: dict[str, Any], data_dir: Path | str) -> Path | None:
-    """Where the stored call's recording is (its ``recording`` is relative to
-    ``GATEWAY_DATA_DIR``), or None if it has none. The file may be gone (retention)."""
+    """Where the stored call's recording is: its ``recording`` is relative to
+    ``GATEWAY_DATA_DIR``. None if it has none, or if the name leads out of the data directory
+    (an absolute path, a ``..``, a link: the store may have been written by someone else).
+    The file may be gone (``GATEWAY_RECORDING_RETENTION_DAYS``)."""
     relative = call.get("recording")
-    return Path(data_dir) / relative if relative else None
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        return None
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        return None
+    root = Path(data_dir).resolve()
+    path = (root / relative).resolve()
+    return path if path.is_relative_to(root) else None
 
 
-def speech_spans(pcm: bytes, *, gap_s: float = CALLER_GAP_S, min_s: float = MIN_SPEECH_S,
-                 frame_ms: int = 20) -> list[tuple[float, float]]:
+def speech_spans(pcm: bytes, *, gap_s: float = CALLER_GAP_S, min_s: float = MIN_SPEECH_S, frame_ms: int = 20,
+                 splits: Sequence[float] = ()) -> list[tuple[float, float]]:
     """Where PCM16 mono 8 kHz audio has speech: (start, end) seconds. A frame is speech when
     its RMS is above ``SPEECH_RMS`` and 12 dB above the channel's noise floor (its 10th
-    percentile frame); runs closer than ``gap_s`` merge, and shorter than ``min_s`` are dropped."""
+    percentile frame); runs closer than ``gap_s`` merge unless one of the ``splits`` (times
+    where a turn changed hands) falls between them; runs shorter than ``min_s`` are dropped."""
     frame = RATE * frame_ms // 1000
     n = len(pcm) // 2 // frame
     if n == 0:
@@ -130,10 +140,12 @@ def speech_spans(pcm: bytes, *, gap_s: float = CALLER_GAP_S, min_s: float = MIN_
     threshold = max(SPEECH_RMS, min(4.0 * floor, 0.3 * float(rms.max())))
     edges = np.diff(np.concatenate(([0], (rms > threshold).astype(np.int8), [0])))
     runs = zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))
+    cuts = sorted(splits)
     spans: list[list[float]] = []
     for a, b in runs:
         start, end = a * frame_ms / 1000, b * frame_ms / 1000
-        if spans and start - spans[-1][1] < gap_s:
+        if spans and start - spans[-1][1] < gap_s and bisect.bisect_left(cuts, start) == bisect.bisect_right(
+                cuts, spans[-1][1]):
             spans[-1][1] = end
         else:
             spans.append([start, end])
@@ -196,6 +208,19 @@ def _function_calls(transcript: Sequence[dict[str, Any]], events: list[dict[str,
     for i, item in enumerate(transcript):
         if item.get("type") == "function_call" and starts.get(str(item.get("name"))):
             out.append((i, starts[str(item.get("name"))].pop(0)))
+    return out
+
+
+def _turn_changes(events: list[dict[str, Any]]) -> list[float]:
+    """Times at which the floor changed hands: a response began, a tool returned, a key was
+    pressed, a barge-in. Speech on either side of one is two turns, however short the pause."""
+    out = []
+    for e in events:
+        kind = e.get("event")
+        if kind == "agent_turn" and (seconds := _num(e.get("seconds"))) is not None:
+            out.append(e["t"] - seconds)
+        elif kind in ("tool_end", "dtmf", "interrupted"):
+            out.append(e["t"])
     return out
 
 
@@ -511,8 +536,9 @@ def call_timeline(call: dict[str, Any], wav: Path | str | bytes | None = None) -
     calls = _function_calls(transcript, events)
 
     if recording is not None:
-        agent_spans = speech_spans(recording.agent, gap_s=AGENT_GAP_S)
-        heard = speech_spans(recording.caller, gap_s=CALLER_GAP_S)
+        turns = _turn_changes(events)
+        agent_spans = speech_spans(recording.agent, gap_s=AGENT_GAP_S, splits=turns)
+        heard = speech_spans(recording.caller, gap_s=CALLER_GAP_S, splits=turns)
     else:
         agent_spans = _responses(events, transcript, calls, barge_ins)
         heard = []
