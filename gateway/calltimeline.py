@@ -42,6 +42,7 @@ import numpy as np
 
 from gateway.demo.chart import render_png
 from gateway.demo.timeline import CallTimeline, Marker, Span
+from gateway.store.stored import DIGITS_TOOL
 
 __all__ = ["Recording", "RecordingError", "call_timeline", "read_recording", "recording_path",
            "speech_spans", "timeline_png"]
@@ -264,21 +265,51 @@ def _responses(events: list[dict[str, Any]], transcript: Sequence[dict[str, Any]
     return sorted(spans)
 
 
-def _spoken_length(spans: list[tuple[float, float]], labels: dict[int, int], replies: list[_Message],
-                   barge_ins: list[dict[str, Any]], duration: float) -> list[tuple[float, float]]:
-    """Responses, without a recording, as long as they were heard: a model streams its audio
-    faster than it plays, so a response ends (``agent_turn``) long before its last word is
-    heard. A reply whose transcript is known lasts as long as saying it takes
-    (``MS_PER_CHARACTER``), up to the next response or the call's end; a cut reply ends at its
+def _spoken_length(spans: list[tuple[float, float]], estimated: set[int], labels: dict[int, int],
+                   replies: list[_Message], barge_ins: list[dict[str, Any]], duration: float) -> list[tuple[float, float]]:
+    """The ``estimated`` spans (responses, from the events) as long as they were heard: a model
+    streams its audio faster than it plays, so a response ends (``agent_turn``) long before its
+    last word is heard. A reply whose transcript is known lasts as long as saying it takes
+    (``MS_PER_CHARACTER``), up to the next span or the call's end; a cut reply ends at its
     barge-in, as it did."""
     cut = {_num(b.get("t")) for b in barge_ins}
     out = []
     for k, (a, b) in enumerate(spans):
-        if k in labels and b not in cut:
+        if k in estimated and k in labels and b not in cut:
             said = len(replies[labels[k]].text) * MS_PER_CHARACTER / 1000
             b = max(b, min([a + said, duration, *(s for s, _ in spans[k + 1:k + 2])]))
         out.append((a, b))
     return out
+
+
+def _paused(events: list[dict[str, Any]], duration: float) -> list[tuple[float, float]]:
+    """When the recording is silent on both sides by design: while ``collect_digits`` takes
+    keys (a PIN must not be recoverable from a recording: gateway.recording)."""
+    out, start = [], None
+    for e in events:
+        if e.get("tool") != DIGITS_TOOL:
+            continue
+        if e.get("event") == "tool_start" and start is None:
+            start = e["t"]
+        elif e.get("event") == "tool_end" and start is not None:
+            out.append((start, e["t"]))
+            start = None
+    if start is not None:
+        out.append((start, duration))
+    return out
+
+
+def _fill_pauses(heard: list[tuple[float, float]], responses: list[tuple[float, float]],
+                 paused: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], set[int]]:
+    """The agent's speech found in the recording, with the responses the recording could not
+    hear: those that began shortly before or during a pause (the reply that asks for the keys
+    plays on while they are collected) and were not heard starting. Returns the spans, sorted,
+    and which of them came from the events."""
+    added = [(a, b) for a, b in responses
+             if any(p0 - 2 * SLACK_S <= a < p1 for p0, p1 in paused)
+             and not any(abs(h0 - a) <= SLACK_S for h0, _ in heard)]
+    spans = sorted([*heard, *added])
+    return spans, {k for k, s in enumerate(spans) if s in added}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,17 +566,22 @@ def call_timeline(call: dict[str, Any], wav: Path | str | bytes | None = None) -
     replies = [m for m in messages if m.role == "assistant"]
     calls = _function_calls(transcript, events)
 
+    estimated: set[int] = set()  # agent spans from the events, not the audio
     if recording is not None:
         turns = _turn_changes(events)
         agent_spans = speech_spans(recording.agent, gap_s=AGENT_GAP_S, splits=turns)
         heard = speech_spans(recording.caller, gap_s=CALLER_GAP_S, splits=turns)
+        paused = _paused(events, duration)
+        if paused:
+            agent_spans, estimated = _fill_pauses(agent_spans, _responses(events, transcript, calls, barge_ins), paused)
+            note += " Silent while collect_digits took keys (" + ", ".join(
+                f"{a:.1f} to {b:.1f} s" for a, b in paused) + "): the agent's speech there is from the events."
     else:
         agent_spans = _responses(events, transcript, calls, barge_ins)
+        estimated = set(range(len(agent_spans)))
         heard = []
     agent_of = _agent_labels(agent_spans, replies, barge_ins, calls)
-
-    if recording is None:
-        agent_spans = _spoken_length(agent_spans, agent_of, replies, barge_ins, duration)
+    agent_spans = _spoken_length(agent_spans, estimated, agent_of, replies, barge_ins, duration)
     caller = _caller_spans(messages, replies, agent_spans, agent_of, heard, barge_ins, duration,
                            recorded=recording is not None)
     agent = [Span(a, b, replies[agent_of[s]].text if s in agent_of else "") for s, (a, b) in enumerate(agent_spans)]

@@ -465,14 +465,20 @@ def _calls_show(args: argparse.Namespace) -> int:
 
 def _show_lines(call: dict, data_dir) -> list[str]:
     """``gateway calls show``: the call, readable on a terminal."""
+    from gateway.calltimeline import recording_path
+
     figures = call.get("figures") or {}
-    recording = call.get("recording")
+    recording, path = call.get("recording"), recording_path(call, data_dir)
+    if path is not None:
+        recording = f"{path}" + ("" if path.is_file() else " (gone)")
+    elif recording:
+        recording = f"{recording!r}, outside the data directory: not read"
     lines = [
         f"call {call.get('call_sid')} ({call.get('direction')}): {call.get('from')} -> {call.get('to')}, "
         f"agent {call.get('agent') or '-'}",
         f"started {_utc(call.get('started_at'))} UTC, {_seconds(call.get('duration_s'))}, "
         f"ended: {call.get('end_reason') or '(in progress)'}",
-        f"recording: {data_dir / recording if recording else 'none'}",
+        f"recording: {recording or 'none'}",
         "",
         "figures:",
     ]

@@ -56,10 +56,10 @@ def operator(tmp_path, monkeypatch) -> Path:
 
 
 async def _two_calls(data: Path, capsys) -> list[dict]:
-    """Two real calls through a gateway keeping its records in ``data``: one about an order
-    (keys, tools, the agent hangs up), one the caller hangs up on. While the first is in
+    """Two real calls through a gateway keeping its records and recordings in ``data``: one
+    about an order (keys, tools, the agent hangs up), one the caller hangs up on. While the first is in
     progress, ``gateway calls`` and ``gateway calls live`` list it."""
-    async with PhoneSystem(AGENT, SCRIPT, settings={"GATEWAY_DATA_DIR": str(data)}) as phone:
+    async with PhoneSystem(AGENT, SCRIPT, settings={"GATEWAY_DATA_DIR": str(data), "GATEWAY_RECORD": "true"}) as phone:
         call = await phone.call()
         await call.listen()
         with pytest.MonkeyPatch.context() as env:
@@ -95,7 +95,7 @@ async def test_history_show_and_timeline_read_what_the_gateway_stored(operator: 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["STARTED", "(UTC)", "CALL", "SID"]
     assert [line.split()[2] for line in lines[1:]] == [second["call_sid"], first["call_sid"]]
-    assert lines[1].rstrip().endswith("caller_hung_up") and lines[2].rstrip().endswith("agent_hung_up")
+    assert lines[1].split()[-2:] == ["yes", "caller_hung_up"] and lines[2].split()[-2:] == ["yes", "agent_hung_up"]
 
     # --json: the summaries, as the store gives them; --since and --limit filter.
     assert await run_cli("calls", "history", "--json") == 0
@@ -116,7 +116,7 @@ async def test_history_show_and_timeline_read_what_the_gateway_stored(operator: 
     assert await run_cli("calls", "show", first["call_sid"]) == 0
     shown = capsys.readouterr().out
     assert f"call {first['call_sid']} (inbound): +15550001111 -> +15550002222, agent Ava" in shown
-    assert "ended: agent_hung_up" in shown and "recording: none" in shown
+    assert "ended: agent_hung_up" in shown and f"recording: {operator.resolve() / first['recording']}\n" in shown
     assert f"  barge_ins            {first['figures']['barge_ins']}" in shown
     transcript = shown.split("transcript:\n")[1].split("\n\n")[0].splitlines()
     assert transcript[:2] == ["  agent   Hello, Acme.", "  caller  Where is my order?"]
@@ -129,14 +129,18 @@ async def test_history_show_and_timeline_read_what_the_gateway_stored(operator: 
     assert await run_cli("calls", "show", first["call_sid"], "--json") == 0
     assert json.loads(capsys.readouterr().out) == first
 
-    # timeline: a PNG of the call.
+    # timeline: a PNG of the call, from its recording; without one (retention deleted it),
+    # from its events.
     assert await run_cli("calls", "timeline", first["call_sid"], "--out", "call.png") == 0
-    assert capsys.readouterr().out == f"wrote call.png: call {first['call_sid']}, drawn from its events\n"
+    assert capsys.readouterr().out == f"wrote call.png: call {first['call_sid']}, drawn from its recording\n"
     png = (tmp_path / "call.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24])[0] == 1600
+    (operator / second["recording"]).unlink()
     assert await run_cli("calls", "timeline", second["call_sid"], "--width", "800") == 0
+    out, err = capsys.readouterr()
+    assert out == f"wrote {second['call_sid']}.png: call {second['call_sid']}, drawn from its events\n"
+    assert err.startswith(f"gateway: the recording {operator.resolve() / second['recording']} is gone")
     assert struct.unpack(">II", (tmp_path / f"{second['call_sid']}.png").read_bytes()[16:24])[0] == 800
-    capsys.readouterr()
 
     # An unknown call: exit 1, saying so.
     for command in ("show", "timeline"):
