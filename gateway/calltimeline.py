@@ -9,21 +9,24 @@ on the right as the caller heard it. ``call_timeline`` turns these into a ``Call
 
 Who spoke when:
 
-- with a recording, the waveforms, and each side's speech where its channel has energy
-  (``speech_spans``);
-- without one, from the events: the agent's speech is each response (``agent_turn``, from the
-  first audio on), a reply cut by a barge-in exactly what was heard of it (``heard_ms`` before
-  the ``clear``); the caller's is their turn, from the agent's last reply to its next. The
-  summary says so: these are the model's turns, not the audio heard.
+- with a recording, the waveforms, and each side's speech where its channel has sound
+  (``speech_spans``). While ``collect_digits`` takes keys the recording is silent on both
+  sides (``gateway.recording``: no PIN in a recording), so the reply asking for them, which
+  plays on meanwhile, comes from the events, as below;
+- without one, from the events: the agent's speech is each response (``agent_turn``) from its
+  start (not before the first audio), as long as its transcript takes to say, and a reply cut
+  by a barge-in exactly what was heard of it (``heard_ms`` up to the ``clear``); the caller's
+  is their turn, from the agent's reply before it to the answer. The summary says so.
 
 The transcript labels them where they can be matched (the history has no times): the cut
 reply of a barge-in by its item, a reply followed by a tool call by that tool's start, and the
 rest in order between those, only where the count of replies and of spans agree; the caller's
-words go to the speech in the turn before the agent's answer to them. What cannot be matched
-is drawn without words rather than with someone else's.
+words go to the speech in their turn. What cannot be matched is drawn without words rather
+than with someone else's.
 
-Nothing here does I/O but reading the recording; ``timeline_png`` takes ~0.1 s for a minute of
-call (numpy), so run it in a thread, not on the event loop.
+Drawing blocks (it reads the recording; numpy): about 50 ms for a minute of recorded call,
+0.25 s for an hour, plus ~0.2 s for the font the first time in a process. Call it from a
+thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ MIN_SPEECH_S = 0.12
 MS_PER_CHARACTER = 65
 #: Seconds of slack when a moment (a tool's start, a barge-in) is matched to a span of speech.
 SLACK_S = 0.5
+
+#: Frames of audio measured at a time (~3 minutes of one channel).
+_RMS_FRAMES = 10_000
 
 #: User messages the gateway itself sends the model (``gateway.bridge.call``: a keypress the
 #: model is told about, a call status note): not the caller's speech.
@@ -107,7 +113,7 @@ def read_recording(wav: Path | str | bytes) -> Recording:
         at = np.arange(n) * (rate / RATE)
         stereo = np.stack([np.interp(at, np.arange(len(stereo)), stereo[:, c]) for c in (0, 1)], axis=1)
         stereo = np.rint(stereo).astype("<i2")
-    return Recording(np.ascontiguousarray(stereo[:, 0]).tobytes(), np.ascontiguousarray(stereo[:, 1]).tobytes())
+    return Recording(stereo[:, 0].tobytes(), stereo[:, 1].tobytes())
 
 
 def recording_path(call: dict[str, Any], data_dir: Path | str) -> Path | None:
@@ -135,8 +141,11 @@ def speech_spans(pcm: bytes, *, gap_s: float = CALLER_GAP_S, min_s: float = MIN_
     n = len(pcm) // 2 // frame
     if n == 0:
         return []
-    x = np.frombuffer(pcm, "<i2", count=n * frame).astype(np.float32).reshape(n, frame)
-    rms = np.sqrt(np.mean(x * x, axis=1))
+    samples = np.frombuffer(pcm, "<i2", count=n * frame).reshape(n, frame)
+    rms = np.empty(n, np.float32)
+    for i in range(0, n, _RMS_FRAMES):  # in pieces: an hour's call would take ~100 MB at once
+        x = samples[i:i + _RMS_FRAMES].astype(np.float32)
+        rms[i:i + _RMS_FRAMES] = np.sqrt(np.mean(x * x, axis=1))
     floor = float(np.percentile(rms, 10))
     threshold = max(SPEECH_RMS, min(4.0 * floor, 0.3 * float(rms.max())))
     edges = np.diff(np.concatenate(([0], (rms > threshold).astype(np.int8), [0])))
@@ -248,7 +257,8 @@ def _responses(events: list[dict[str, Any]], transcript: Sequence[dict[str, Any]
         ended = [k for k, (_, end) in enumerate(spans) if end <= t + 0.001]
         return ended[-1] if ended else None
 
-    spoke = {i for i, item in enumerate(transcript) if item.get("type") == "message" and item.get("role") == "assistant"}
+    spoke = {i for i, item in enumerate(transcript)
+             if item.get("type") == "message" and item.get("role") == "assistant"}
     speaking = {called(t) for i, t in calls if i - 1 in spoke}
     silent = {called(t) for i, t in calls if i - 1 not in spoke} - speaking
     spans = [s for k, s in enumerate(spans) if k not in silent]
@@ -266,7 +276,8 @@ def _responses(events: list[dict[str, Any]], transcript: Sequence[dict[str, Any]
 
 
 def _spoken_length(spans: list[tuple[float, float]], estimated: set[int], labels: dict[int, int],
-                   replies: list[_Message], barge_ins: list[dict[str, Any]], duration: float) -> list[tuple[float, float]]:
+                   replies: list[_Message], barge_ins: list[dict[str, Any]],
+                   duration: float) -> list[tuple[float, float]]:
     """The ``estimated`` spans (responses, from the events) as long as they were heard: a model
     streams its audio faster than it plays, so a response ends (``agent_turn``) long before its
     last word is heard. A reply whose transcript is known lasts as long as saying it takes
@@ -462,7 +473,8 @@ def _markers(call: dict[str, Any], events: list[dict[str, Any]], duration: float
             clear_ms = _num(e.get("clear_ms"))
             markers.append(Marker(t, "clear", f"{_ms(clear_ms)} after speech started" if clear_ms is not None else ""))
             heard = _num(e.get("heard_ms"))
-            markers.append(Marker(t, "truncate", f"truncated at {heard / 1000:.2f} s heard" if heard is not None else ""))
+            cut = f"truncated at {heard / 1000:.2f} s heard" if heard is not None else ""
+            markers.append(Marker(t, "truncate", cut))
         elif kind == "guardrail_tripped":
             markers.append(Marker(t, "clear", "guardrail: " + ", ".join(map(str, e.get("guardrails") or []))))
         elif kind == "tool_start":
@@ -518,7 +530,9 @@ def _summary(call: dict[str, Any], duration: float, recording_note: str) -> list
         parts = []
         for b in barge_ins:
             heard, clear = _num(b.get("heard_ms")), _num(b.get("clear_ms"))
-            part = f"at {b.get('t', 0):.1f} s, {heard / 1000:.2f} s of the reply heard" if heard is not None else f"at {b.get('t')} s"
+            part = f"at {_num(b.get('t')) or 0:.1f} s"
+            if heard is not None:
+                part += f", {heard / 1000:.2f} s of the reply heard"
             parts.append(part + (f", clear {_ms(clear)} after speech started" if clear is not None else ""))
         lines.append(f"Barge-ins: {len(barge_ins)} ({'; '.join(parts)}); truncated replies: "
                      f"{f.get('truncations', len(barge_ins))}.")
@@ -553,7 +567,7 @@ def call_timeline(call: dict[str, Any], wav: Path | str | bytes | None = None) -
     if recording is not None:
         note = f"Recording: {call.get('recording') or 'given'} (caller left, agent right, as heard)."
     else:
-        note = ("No recording" if problem is None else f"Recording {call.get('recording') or ''} unreadable ({problem})")
+        note = "No recording" if problem is None else f"Recording {call.get('recording') or ''} unreadable ({problem})"
         note += (": speech drawn from the events (the agent's responses, as long as their transcripts take to say;"
                  " the caller's turns between them).")
     events = _events(call)
