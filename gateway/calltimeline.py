@@ -35,6 +35,7 @@ import bisect
 import datetime
 import io
 import json
+import math
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ MIN_SPEECH_S = 0.12
 #: to say at about this pace (a realtime voice speaks ~15 characters a second); the recording
 #: has only what was heard, and the store keeps no length of what was cut.
 MS_PER_CHARACTER = 65
+#: The longest call drawn (seconds): a day (``GATEWAY_MAX_CALL_S`` at most) and an hour.
+MAX_DURATION_S = 90_000.0
 #: Seconds of slack when a moment (a tool's start, a barge-in) is matched to a span of speech.
 SLACK_S = 0.5
 
@@ -183,24 +186,49 @@ def _messages(transcript: Sequence[dict[str, Any]]) -> list[_Message]:
             continue
         if role == "user" and text.startswith(_GATEWAY_NOTES):
             continue
-        out.append(_Message(i, role, item.get("item_id"), text))
+        out.append(_Message(i, role, _id(item.get("item_id")), text))
     return out
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number, or None: a stored call may have been written by anyone with the store."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    """A stored list of objects (events, barge-ins, ...), without what is not an object."""
+    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+
+def _id(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _clean(call: Any) -> dict[str, Any]:
+    """The stored call with its lists as lists of objects and its figures an object: what the
+    drawing reads, whatever the store held (no input makes it raise, like the chart)."""
+    call = dict(call) if isinstance(call, dict) else {}
+    for key in ("events", "transcript", "barge_ins", "tool_calls", "keypresses"):
+        call[key] = _rows(call.get(key))
+    call["figures"] = call["figures"] if isinstance(call.get("figures"), dict) else {}
+    return call
 
 
 def _events(call: dict[str, Any]) -> list[dict[str, Any]]:
-    return sorted((e for e in call.get("events") or [] if isinstance(e, dict) and _num(e.get("t")) is not None),
+    return sorted((e for e in call["events"] if _num(e.get("t")) is not None),
                   key=lambda e: e["t"])
 
 
 def _duration(call: dict[str, Any], events: list[dict[str, Any]], recording: Recording | None) -> float:
+    """The x axis: the call's length, or its last event or audio if later; at most a day and
+    a bit (``GATEWAY_MAX_CALL_S`` allows a day), so a wild time cannot stretch it."""
     ends = [_num(call.get("duration_s")) or 0.0, *(e["t"] for e in events)]
     if recording is not None:
         ends.append(recording.seconds)
-    return max(ends)
+    return min(max(ends), MAX_DURATION_S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +387,7 @@ def _agent_labels(spans: list[tuple[float, float]], replies: list[_Message],
     pins = []
     by_item = {m.item_id: k for k, m in enumerate(replies) if m.item_id}
     for b in barge_ins:
-        k, t = by_item.get(b.get("item_id")), _num(b.get("t"))
+        k, t = by_item.get(_id(b.get("item_id"))), _num(b.get("t"))
         if k is not None and t is not None and (s := _span_at(spans, t)) is not None:
             pins.append((s, k))
     at_index = {m.index: k for k, m in enumerate(replies)}
@@ -387,7 +415,7 @@ def _caller_spans(messages: list[_Message], replies: list[_Message], agent_spans
     for b in barge_ins:
         t, clear_ms = _num(b.get("t")), _num(b.get("clear_ms")) or 0.0
         if t is not None:
-            speech_started[b.get("item_id")] = t - clear_ms / 1000
+            speech_started[_id(b.get("item_id"))] = t - clear_ms / 1000
     turns: list[tuple[float, float, list[_Message]]] = []
     before: _Message | None = None
     said: list[_Message] = []
@@ -434,7 +462,7 @@ def _cut_audio(barge_ins: list[dict[str, Any]], replies: list[_Message], agent_s
         t, heard_ms = _num(b.get("t")), _num(b.get("heard_ms")) or 0.0
         if t is None:
             continue
-        text = next((m.text for m in replies if m.item_id == b.get("item_id")), "")
+        text = next((m.text for m in replies if m.item_id is not None and m.item_id == b.get("item_id")), "")
         rest = max(len(text) * MS_PER_CHARACTER - heard_ms, 0.0) / 1000
         later = [a for a, _ in agent_spans if a > t + 0.05]
         end = min([t + max(rest, 0.3), duration, *later[:1]])
@@ -476,7 +504,9 @@ def _markers(call: dict[str, Any], events: list[dict[str, Any]], duration: float
             cut = f"truncated at {heard / 1000:.2f} s heard" if heard is not None else ""
             markers.append(Marker(t, "truncate", cut))
         elif kind == "guardrail_tripped":
-            markers.append(Marker(t, "clear", "guardrail: " + ", ".join(map(str, e.get("guardrails") or []))))
+            names = e.get("guardrails")
+            markers.append(Marker(t, "clear", "guardrail: " + (", ".join(map(str, names)) if isinstance(names, list)
+                                                               else str(names))))
         elif kind == "tool_start":
             markers.append(Marker(t, "tool_start", f"{e.get('tool')}({_arguments(e.get('arguments'))})"))
         elif kind == "tool_end":
@@ -504,9 +534,10 @@ def _markers(call: dict[str, Any], events: list[dict[str, Any]], duration: float
 
 def _when(started_at: Any) -> str:
     t = _num(started_at)
-    if t is None:
+    try:
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError, OSError):  # None, or out of the platform's range
         return "?"
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _title(call: dict[str, Any]) -> str:
@@ -515,7 +546,7 @@ def _title(call: dict[str, Any]) -> str:
 
 
 def _summary(call: dict[str, Any], duration: float, recording_note: str) -> list[str]:
-    f = call.get("figures") or {}
+    f = call["figures"]
     lines = [f"{str(call.get('direction') or 'inbound').capitalize()} call of {duration:.1f} s; "
              f"ended: {call.get('end_reason') or 'unknown'}."]
     timing = []
@@ -525,7 +556,7 @@ def _summary(call: dict[str, Any], duration: float, recording_note: str) -> list
         timing.append(f"model connected in {connect * 1000:.0f} ms")
     if timing:
         lines.append("Time: " + "; ".join(timing) + ".")
-    barge_ins = call.get("barge_ins") or []
+    barge_ins = call["barge_ins"]
     if barge_ins:
         parts = []
         for b in barge_ins:
@@ -540,10 +571,10 @@ def _summary(call: dict[str, Any], duration: float, recording_note: str) -> list
                  f"{f.get('dropped_audio_bytes', 0)} bytes of cut agent audio never sent; "
                  f"model reconnects {f.get('reconnects', 0)}, rollovers {f.get('rollovers', 0)}.")
     tools = [f"{c.get('tool')} \u2192 {_short(c.get('output'), 50)!r}" if c.get("output") is not None
-             else f"{c.get('tool')} (no result)" for c in call.get("tool_calls") or []]
+             else f"{c.get('tool')} (no result)" for c in call["tool_calls"]]
     if tools:
         lines.append("Tools: " + "; ".join(tools) + ".")
-    keys = "".join(str(k.get("digit", "?")) for k in call.get("keypresses") or [])
+    keys = "".join(str(k.get("digit", "?")) for k in call["keypresses"])
     if keys:
         lines.append(f"Keys pressed: {keys} (digits taken by collect_digits are stored as *).")
     lines.append(recording_note)
@@ -558,6 +589,7 @@ def call_timeline(call: dict[str, Any], wav: Path | str | bytes | None = None) -
     """The stored call (``gateway.store.stored``) as a ``CallTimeline``, with its recording
     (a path or the WAV's bytes) if given. A recording that cannot be read is noted in the
     summary and the call drawn from its events: a missing file never costs the picture."""
+    call = _clean(call)
     recording, problem = None, None
     if wav is not None:
         try:
@@ -572,9 +604,8 @@ def call_timeline(call: dict[str, Any], wav: Path | str | bytes | None = None) -
                  " the caller's turns between them).")
     events = _events(call)
     duration = _duration(call, events, recording)
-    transcript = [item for item in call.get("transcript") or [] if isinstance(item, dict)]
-    barge_ins = [b for b in call.get("barge_ins") or [] if isinstance(b, dict)]
-    unheard = {b.get("item_id") for b in barge_ins if _num(b.get("heard_ms")) == 0}
+    transcript, barge_ins = call["transcript"], call["barge_ins"]
+    unheard = {_id(b.get("item_id")) for b in barge_ins if _num(b.get("heard_ms")) == 0}
     # A reply cut before any of it was heard was never spoken.
     messages = [m for m in _messages(transcript) if not (m.role == "assistant" and m.item_id in unheard)]
     replies = [m for m in messages if m.role == "assistant"]
