@@ -403,13 +403,14 @@ def _read_store(args: argparse.Namespace, read):
 def _utc(t: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     import datetime
 
-    if t is None:
+    try:
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(fmt)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):  # none, or not a time
         return "-"
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(fmt)
 
 
 def _seconds(value: float | None) -> str:
-    return f"{value:.1f}s" if isinstance(value, (int, float)) else "-"
+    return f"{value:.1f}s" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def _calls_history(args: argparse.Namespace) -> int:
@@ -428,10 +429,11 @@ def _calls_history(args: argparse.Namespace) -> int:
     print(f"{'STARTED (UTC)':<19}  {'CALL SID':<34}  {'DIR':<8}  {'FROM':<15}  {'TO':<15}  {'AGENT':<14}  "
           f"{'LENGTH':>7}  {'BARGE':>5}  {'REC':<3}  ENDED")
     for c in rows:
-        figures = c.get("figures") or {}
-        print(f"{_utc(c.get('started_at')):<19}  {c.get('call_sid') or '-':<34}  {c.get('direction') or '-':<8}  "
-              f"{c.get('from') or '-':<15}  {c.get('to') or '-':<15}  {(c.get('agent') or '-')[:14]:<14}  "
-              f"{_seconds(c.get('duration_s')):>7}  {figures.get('barge_ins', 0):>5}  "
+        figures = c.get("figures") if isinstance(c.get("figures"), dict) else {}
+        text = {key: str(c.get(key) or "-") for key in ("call_sid", "direction", "from", "to", "agent")}
+        print(f"{_utc(c.get('started_at')):<19}  {text['call_sid']:<34}  {text['direction']:<8}  "
+              f"{text['from']:<15}  {text['to']:<15}  {text['agent'][:14]:<14}  "
+              f"{_seconds(c.get('duration_s')):>7}  {figures.get('barge_ins', 0)!s:>5}  "
               f"{'yes' if c.get('recording') else '-':<3}  {c.get('end_reason') or '(in progress)'}")
     return 0
 
@@ -467,7 +469,15 @@ def _show_lines(call: dict, data_dir) -> list[str]:
     """``gateway calls show``: the call, readable on a terminal."""
     from gateway.calltimeline import recording_path
 
-    figures = call.get("figures") or {}
+    def rows(key: str) -> list[dict]:  # the stored lists, skipping what is not an object
+        value = call.get(key)
+        return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+    def at(row: dict) -> str:
+        t = row.get("t")
+        return f"{t:8.3f}s" if isinstance(t, (int, float)) else f"{'?':>8} "
+
+    figures = call.get("figures") if isinstance(call.get("figures"), dict) else {}
     recording, path = call.get("recording"), recording_path(call, data_dir)
     if path is not None:
         recording = f"{path}" + ("" if path.is_file() else " (gone)")
@@ -484,7 +494,7 @@ def _show_lines(call: dict, data_dir) -> list[str]:
     ]
     lines += [f"  {name:<20} {value}" for name, value in figures.items()]
     lines += ["", "transcript:"]
-    for item in call.get("transcript") or []:
+    for item in rows("transcript"):
         kind, role = item.get("type"), item.get("role")
         if kind == "message":
             who = {"user": "caller", "assistant": "agent"}.get(role, role or "?")
@@ -496,20 +506,20 @@ def _show_lines(call: dict, data_dir) -> list[str]:
         elif kind == "call_event":
             fields = ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("type", "event"))
             lines.append(f"  {'call':<7} [{item.get('event')}{': ' + fields if fields else ''}]")
-    tools = call.get("tool_calls") or []
+    tools = rows("tool_calls")
     lines += ["", "tool calls:" if tools else "tool calls: none"]
     for c in tools:
         output = c.get("output")
-        lines.append(f"  {c.get('t', 0):8.3f}s  {c.get('tool')}({c.get('arguments') or ''})"
+        lines.append(f"  {at(c)}  {c.get('tool')}({c.get('arguments') or ''})"
                      + (f" -> {output}" if output is not None else " (no result)"))
-    keys = call.get("keypresses") or []
+    keys = rows("keypresses")
     lines += ["", "keypresses:" if keys else "keypresses: none"]
     for k in keys:
-        lines.append(f"  {k.get('t', 0):8.3f}s  {k.get('digit')}" + ("  (collected)" if k.get("collected") else ""))
+        lines.append(f"  {at(k)}  {k.get('digit')}" + ("  (collected)" if k.get("collected") else ""))
     lines += ["", "events (seconds from the stream's start):"]
-    for e in call.get("events") or []:
+    for e in rows("events"):
         fields = "  ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "event"))
-        lines.append(f"  {e.get('t', 0):8.3f}s  {e.get('event'):<18} {fields}".rstrip())
+        lines.append(f"  {at(e)}  {e.get('event')!s:<18} {fields}".rstrip())
     return lines
 
 

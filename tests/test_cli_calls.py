@@ -161,6 +161,26 @@ async def test_the_store_is_found_through_the_env_file_too(operator: Path, monke
     assert [s["call_sid"] for s in json.loads(capsys.readouterr().out)] == ["CA1"]
 
 
+def test_a_stored_call_with_nonsense_in_it_is_still_listed_shown_and_drawn(operator: Path, capsys) -> None:
+    """Whoever can write to the store may have put anything in a call: the commands show it."""
+    store = SqliteStore(operator / "calls.sqlite3")
+    store.save({"call_sid": "CA2", "stream_sid": "MZ2", "from": "+1", "to": "5", "direction": "?", "agent": "",
+                "started_at": 1e300, "ended_at": None, "duration_s": "long", "end_reason": None,
+                "figures": "x", "barge_ins": [None], "tool_calls": "x", "keypresses": [{"t": "?", "digit": 5}],
+                "events": [{"t": None, "event": 3}, "junk", {"t": 1e30, "event": "error"}],
+                "transcript": [{"type": "message", "role": "user", "text": None}, 7], "recording": "../x.wav"})
+    store.close()
+    assert cli.main(["calls", "history"]) == 0
+    [_, row] = capsys.readouterr().out.splitlines()
+    assert row.split() == ["-", "CA2", "?", "+1", "5", "-", "-", "0", "yes", "(in", "progress)"]
+    assert cli.main(["calls", "show", "CA2"]) == 0
+    shown = capsys.readouterr().out
+    assert "recording: '../x.wav', outside the data directory: not read" in shown
+    assert "  caller  (no transcript)" in shown and "         ?   5" in shown
+    assert cli.main(["calls", "timeline", "CA2", "--out", "x.png"]) == 0
+    assert (operator.parent / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_no_store_yet_says_where_it_looked(operator: Path, capsys) -> None:
     for argv in (["history"], ["show", "CA1"], ["timeline", "CA1"]):
         assert cli.main(["calls", *argv]) == 1
