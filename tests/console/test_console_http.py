@@ -45,8 +45,8 @@ class Browser(httpx.AsyncClient):
         if "location" in response.headers:
             self.urls.append(response.headers["location"])
 
-    async def log_in(self, key: str, **form: str) -> httpx.Response:
-        return await self.post("/console/login", data={"key": key, **form})
+    async def log_in(self, key: str, headers: dict[str, str] | None = None, **form: str) -> httpx.Response:
+        return await self.post("/console/login", data={"key": key, **form}, headers=headers)
 
 
 @contextlib.asynccontextmanager
@@ -141,6 +141,18 @@ async def test_a_login_leads_back_to_the_page_asked_for_and_nowhere_else(phone_s
         assert '<input type="hidden" name="next" value="calls/CA0123">' in form.text
 
 
+async def test_another_site_cannot_post_the_forms(phone_system, tmp_path) -> None:
+    phone = await start(phone_system, tmp_path)
+    async with browser(phone.url) as client:
+        for site in ("cross-site", "same-site"):
+            refused = await client.log_in(phone.api_key, headers={"Sec-Fetch-Site": site})
+            assert refused.status_code == 403 and "set-cookie" not in refused.headers
+        assert (await client.log_in(phone.api_key, headers={"Sec-Fetch-Site": "same-origin"})).status_code == 303
+        out = await client.post("/console/logout", headers={"Sec-Fetch-Site": "cross-site"})
+        assert out.status_code == 403 and "set-cookie" not in out.headers
+        assert (await client.get("/console/api/live")).status_code == 200  # still logged in
+
+
 async def test_a_peer_that_keeps_guessing_is_refused_for_a_while(phone_system, tmp_path) -> None:
     phone = await start(phone_system, tmp_path)
     async with browser(phone.url) as client:
@@ -184,7 +196,12 @@ async def test_the_console_works_under_a_mount_path(tmp_path) -> None:
         "PUBLIC_URL": url + "/phone", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token",
         "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime", "GATEWAY_API_KEY": "mounted-key",
         "GATEWAY_DATA_DIR": str(tmp_path)})
-    make = lambda url: Starlette(routes=[Mount("/phone", app=create_app(settings(url)))])  # noqa: E731
+
+    def make(url: str) -> Starlette:
+        phone = create_app(settings(url))
+        # The gateway's lifespan composed into the host's, so that its shutdown runs (docs/mounting.md).
+        return Starlette(routes=[Mount("/phone", app=phone)], lifespan=phone.state.gateway.lifespan)
+
     async with GatewayServer(make) as server, browser(server.url) as client:
         assert (await client.get("/phone/console")).headers["location"] == "/phone/console/login"
         login = await client.get("/phone/console/login")

@@ -75,8 +75,8 @@ class Console:
             Route("/console", page(self.index), methods=["GET"]),
             Route("/console/calls/{call_sid}", page(self.call_page), methods=["GET"]),
             Route("/console/login", open_(self.login_form), methods=["GET"]),
-            Route("/console/login", open_(self.login), methods=["POST"]),
-            Route("/console/logout", open_(self.logout), methods=["POST"]),
+            Route("/console/login", open_(self._posted_here(self.login)), methods=["POST"]),
+            Route("/console/logout", open_(self._posted_here(self.logout)), methods=["POST"]),
             Route("/console/static/{name}", open_(self.static), methods=["GET"]),
             Route("/console/api/live", api(self.live), methods=["GET"]),
             Route("/console/api/calls", api(self.recent), methods=["GET"]),
@@ -124,6 +124,23 @@ class Console:
             return await endpoint(request)
 
         return self._on(functools.wraps(endpoint)(checked))
+
+    def _posted_here(self, endpoint: Endpoint) -> Endpoint:
+        """A form posted from the console's own pages only. ``SameSite=Strict`` already keeps
+        the cookie off another site's requests; this also stops another site from logging a
+        user out or in (to an account of its own) behind their back. Browsers say where a
+        request comes from in ``Sec-Fetch-Site``
+        (https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Sec-Fetch-Site); a client
+        that sends none (not a browser, or an old one) is not refused for it."""
+
+        @functools.wraps(endpoint)
+        async def checked(request: Request) -> Response:
+            if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+                return PlainTextResponse("Forms are posted to the console from its own pages only.\n",
+                                         status_code=403, headers=_DATA_HEADERS)
+            return await endpoint(request)
+
+        return checked
 
     def _logged_in(self, request: Request) -> bool:
         return self.sessions is not None and self.sessions.valid(request.cookies.get(COOKIE), time.time())
