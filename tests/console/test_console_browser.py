@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from agents import function_tool
 from agents.realtime import RealtimeAgent
 
 from gateway.testing.realtime import Reply, ToolCall, When
+from tests.console import browser
 from tests.console.browser import Chromium, chromium_or_skip
 
 GREETING = "Thanks for calling Acme, the order desk. How can I help you today?"
@@ -52,8 +54,8 @@ async def test_a_call_appears_live_shows_who_speaks_then_its_transcript(phone_sy
     binary = chromium_or_skip()
     phone = await phone_system(agent=AGENT, script=SCRIPT, speed=1.0, settings={
         "GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_RECORD": "true"})
-    async with Chromium(tmp_path / "profile", binary) as browser:
-        page = await browser.new_page()
+    async with Chromium(tmp_path / "profile", binary) as chromium:
+        page = await chromium.new_page()
 
         # Logged out, the console sends the browser to its login form; the key goes in the form.
         await page.goto(phone.url + "/console")
@@ -118,3 +120,13 @@ async def test_a_call_appears_live_shows_who_speaks_then_its_transcript(phone_sy
         # The key never appeared in a URL, and the page's scripts never failed.
         assert page.requested and not [url for url in page.requested if phone.api_key in url]
         assert page.errors == []
+
+
+def test_a_missing_chromium_skips_the_test_but_fails_it_where_required(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(browser, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("GATEWAY_TEST_REQUIRE_CHROMIUM", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        browser.chromium_or_skip()
+    monkeypatch.setenv("GATEWAY_TEST_REQUIRE_CHROMIUM", "1")
+    with pytest.raises(pytest.fail.Exception, match="GATEWAY_TEST_REQUIRE_CHROMIUM=1"):
+        browser.chromium_or_skip()
