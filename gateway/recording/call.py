@@ -9,7 +9,8 @@ call bounded by a few seconds of audio. ``await finish(now)`` writes the rest, c
 file in a thread and returns its path relative to the data directory, for
 ``CallRecord.recording``.
 
-Where: ``data_dir/recordings/YYYY/MM/DD/<CallSid>.wav``, by the UTC date the call started.
+Where: ``data_dir/recordings/YYYY/MM/DD/<CallSid>.wav``, by the UTC date the call started
+(``<CallSid>-2.wav`` for a second stream of the same call).
 """
 
 from __future__ import annotations
@@ -120,11 +121,12 @@ class CallRecording:
         if self.broken:
             await loop.run_in_executor(None, self.spool.discard)
             return None
-        done = await loop.run_in_executor(None, self.spool.close)
-        if not done:
+        written = await loop.run_in_executor(None, self.spool.close)
+        if written is None:
             return None
-        self.log.info("recording written: %s (%.1f s)", self.relative, self.spool.frames / 8000)
-        return str(self.relative)
+        relative = self.relative.with_name(written.name)
+        self.log.info("recording written: %s (%.1f s)", relative, self.spool.frames / 8000)
+        return str(relative)
 
     def _write(self, chunk: Chunk | None) -> None:
         if chunk is None:

@@ -1,9 +1,11 @@
 """``WavSpool``: a call's recording file, written in pieces from threads. Blocking I/O.
 
-The file is the WAV itself, under a ``.part`` name while the call goes on: each ``Chunk`` is
-decoded (mu-law to PCM16), interleaved (caller left, agent right) and written at its place,
-after a 44-byte header left blank. ``close`` writes the header, now that the length is
-known, and renames the file to its final name, so a ``.wav`` is always complete.
+The file is the WAV itself, under a ``.part`` name of its own while the call goes on: each
+``Chunk`` is decoded (mu-law to PCM16), interleaved (caller left, agent right) and written at
+its place, after a 44-byte header left blank. ``close`` writes the header, now that the length
+is known, and renames the file to its final name, so a ``.wav`` is always complete. A call can
+have more than one stream (TwiML that ``<Connect>``s again after a ``<Redirect>``): a name
+already taken gets ``-2``, ``-3``, ... rather than replace the earlier stream's recording.
 
 Pieces carry their offset, so they may be written in any order and from any thread (a lock
 keeps one file position at a time). A failure to write is logged once, with the call it
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import struct
 import threading
 from pathlib import Path
@@ -57,7 +60,7 @@ def stereo_pcm16(caller: bytes | bytearray, agent: bytes | bytearray) -> bytes:
 class WavSpool:
     def __init__(self, path: Path, log: logging.Logger | logging.LoggerAdapter) -> None:
         self.path = path
-        self.part = path.with_name(path.name + ".part")
+        self.part = path.with_name(f"{path.stem}.{secrets.token_hex(4)}{path.suffix}.part")
         self.log = log
         self.failed = False
         self.frames = 0  # the end of the audio written so far
@@ -87,11 +90,12 @@ class WavSpool:
                 return
             self.frames = max(self.frames, end)
 
-    def close(self) -> bool:
-        """The header, then the final name (blocking). False if the recording failed."""
+    def close(self) -> Path | None:
+        """The header, then the final name (blocking): the file's path, or None if the
+        recording failed."""
         with self._lock:
             if self.failed:
-                return False
+                return None
             try:
                 file = self._open()
                 file.seek(0)
@@ -99,11 +103,15 @@ class WavSpool:
                 file.truncate(HEADER_BYTES + self.frames * FRAME_BYTES)
                 file.close()
                 self._file = None
-                os.replace(self.part, self.path)
+                path, n = self.path, 1
+                while path.exists():  # another stream of the same call
+                    n += 1
+                    path = self.path.with_name(f"{self.path.stem}-{n}{self.path.suffix}")
+                os.replace(self.part, path)
             except Exception as exc:
                 self._fail("could not be finished", exc)
-                return False
-        return True
+                return None
+        return path
 
     def discard(self) -> None:
         """Give the recording up: the partial file is removed (blocking)."""

@@ -52,7 +52,7 @@ def test_pieces_written_out_of_order_from_threads_make_one_wav(tmp_path: Path) -
     for thread in threads:
         thread.join()
     assert not (tmp_path / "x" / "call.wav").exists()  # a .part until complete
-    assert spool.close()
+    assert spool.close() == tmp_path / "x" / "call.wav"
     assert not spool.part.exists()
     left, right = read_wav(tmp_path / "x" / "call.wav")
     assert np.array_equal(left, pcm(caller)) and np.array_equal(right, pcm(agent))
@@ -85,6 +85,20 @@ async def test_a_recording_goes_to_disk_as_the_call_goes_on_and_is_complete_at_t
     agent = np.flatnonzero(right)
     assert agent[0] == 2 * 8000 and agent[-1] == 2.5 * 8000 - 1  # from 2 s to the clear at 2.5 s
     assert sorted(p.name for p in (tmp_path / path).parent.iterdir()) == [f"{SID}.wav"]
+
+
+async def test_a_second_stream_of_the_same_call_does_not_replace_the_first(tmp_path: Path) -> None:
+    """A call can stream twice (TwiML that <Connect>s again after a <Redirect>); both at once,
+    even: each writes its own .part and keeps its own recording."""
+    first = CallRecording(tmp_path, SID, STARTED, T0, LOG)
+    second = CallRecording(tmp_path, SID, STARTED, T0, LOG)
+    for k in range(50):
+        first.caller(20 * k, b"\x10" * 160, T0 + 0.02 * (k + 1))
+        second.caller(20 * k, b"\x20" * 160, T0 + 0.02 * (k + 1))
+    assert await first.finish(T0 + 1.0) == f"recordings/2025/12/31/{SID}.wav"
+    assert await second.finish(T0 + 1.0) == f"recordings/2025/12/31/{SID}-2.wav"
+    assert np.all(read_wav(tmp_path / f"recordings/2025/12/31/{SID}.wav")[0] == pcm(b"\x10")[0])
+    assert np.all(read_wav(tmp_path / f"recordings/2025/12/31/{SID}-2.wav")[0] == pcm(b"\x20")[0])
 
 
 async def test_a_recording_that_cannot_be_written_is_logged_with_the_call_and_nothing_is_raised(
