@@ -117,7 +117,8 @@ async def test_a_recording_that_cannot_be_written_is_logged_with_the_call_and_no
     assert errors[0].call_sid == SID
 
 
-async def test_a_recorder_bug_costs_the_recording_not_the_call(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_recorder_bug_costs_the_recording_not_the_call(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     recording = CallRecording(tmp_path, SID, STARTED, T0, LOG, flush_every_s=0.5)
     recording.caller(0, b"\x10" * 160, T0 + 0.02)
     with caplog.at_level(logging.ERROR, "gateway.call"):

@@ -69,7 +69,8 @@ def test_the_boundary_is_exact(tmp_path: Path) -> None:
     assert just_kept.exists()
 
 
-async def test_keep_recordings_runs_at_start_then_on_its_period(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_keep_recordings_runs_at_start_then_on_its_period(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = recording(tmp_path, "2026/01/01/CA1.wav", 10)
     runs: list[float] = []
 
