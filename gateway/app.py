@@ -11,8 +11,16 @@ Routes (each from its module in ``gateway.web``; endpoints accept, check, wire a
   callbacks (signature checked), recorded with the call; the agent is told who answered.
 - ``POST /calls`` (bearer ``GATEWAY_API_KEY``): place an outbound call; ``GET /calls``: the
   calls in progress on this instance (``calls_api``).
+- ``GET /console``: the web console (docs/console.md), behind ``GATEWAY_API_KEY`` with a login
+  page: live calls, recent calls from the call store, each call's page (``console``).
+- ``GET /metrics``: Prometheus metrics, unless ``GATEWAY_METRICS_PORT`` moves them or
+  ``GATEWAY_METRICS=false`` (``gateway.metrics``).
 - ``GET /healthz``: liveness, with the number of active calls; ``GET /readyz``: readiness,
   503 while draining (``health``, ``drain``).
+
+Finished calls go to the call store (``gateway.store``: SQLite under ``GATEWAY_DATA_DIR``, or
+PostgreSQL), from a writer thread, and with ``GATEWAY_RECORD`` each call is recorded
+(``gateway.recording``).
 
 ``app.state.gateway`` is the ``Gateway``: the parts, and what the server and the test kit use
 (``calls``, ``finished``, ``statuses``, ``draining``, ``drain()``, ``lifespan()``). To run the

@@ -39,6 +39,10 @@ def test_the_wheel_ships_py_typed_and_the_license(tmp_path) -> None:
         # The hold audio a caller hears while the model is away ships as package data.
         assert {"gateway/audio/hold/message.ulaw", "gateway/audio/hold/tone.ulaw",
                 "gateway/audio/hold/hold.json"} <= names
+        # The console's pages, scripts and styles are served from the package.
+        static = {Path(p).name for p in (ROOT / "gateway/web/console/static").iterdir()}
+        assert {f"gateway/web/console/static/{name}" for name in static} <= names
+        assert {"index.html", "login.html", "call.html", "console.css"} <= static
         (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
         text = archive.read(licence).decode()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]

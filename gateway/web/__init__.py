@@ -9,6 +9,8 @@
 - ``calls_api``: ``POST /calls`` and ``GET /calls`` (bearer ``GATEWAY_API_KEY``).
 - ``drain``: no new calls, the ones in progress go on (SIGTERM, see ``gateway.serving``).
 - ``health``: ``GET /healthz`` and ``GET /readyz``.
+- ``console``: the web console at ``/console`` (login with ``GATEWAY_API_KEY``; live calls,
+  recent calls from the store, a call's page), plain HTML and ES modules from ``static/``.
 - ``startup``: the start-up work (SDK warm-up, insecure-mode warning), run once, by a lifespan
   or else on first use; closing the Twilio REST client at shutdown.
 
