@@ -105,8 +105,9 @@ def read_recording(wav: Path | str | bytes) -> Recording:
     try:
         with source, wave.open(source, "rb") as w:
             channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            if channels != 2 or width != 2:
-                raise RecordingError(f"expected a stereo 16-bit WAV, got {channels} channel(s) of {8 * width} bits")
+            if channels != 2 or width != 2 or rate <= 0:
+                raise RecordingError(f"expected a stereo 16-bit WAV, got {channels} channel(s) of {8 * width} bits "
+                                     f"at {rate} Hz")
             frames = w.readframes(w.getnframes())
     except (wave.Error, EOFError, OSError) as exc:
         raise RecordingError(f"not a readable WAV: {exc}") from exc
