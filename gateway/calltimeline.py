@@ -10,9 +10,8 @@ on the right as the caller heard it. ``call_timeline`` turns these into a ``Call
 Who spoke when:
 
 - with a recording, the waveforms, and each side's speech where its channel has sound
-  (``speech_spans``). While ``collect_digits`` takes keys the recording is silent on both
-  sides (``gateway.recording``: no PIN in a recording), so the reply asking for them, which
-  plays on meanwhile, comes from the events, as below;
+  (``speech_spans``; while ``collect_digits`` takes keys the caller's side is silent, so no
+  PIN is in a recording: the keys are drawn from their events);
 - without one, from the events: the agent's speech is each response (``agent_turn``) from its
   start (not before the first audio), as long as its transcript takes to say, and a reply cut
   by a barge-in exactly what was heard of it (``heard_ms`` up to the ``clear``); the caller's
@@ -46,7 +45,6 @@ import numpy as np
 
 from gateway.demo.chart import render_png
 from gateway.demo.timeline import CallTimeline, Marker, Span
-from gateway.store.stored import DIGITS_TOOL
 
 __all__ = ["Recording", "RecordingError", "call_timeline", "read_recording", "recording_path",
            "speech_spans", "timeline_png"]
@@ -322,36 +320,6 @@ def _spoken_length(spans: list[tuple[float, float]], estimated: set[int], labels
     return out
 
 
-def _paused(events: list[dict[str, Any]], duration: float) -> list[tuple[float, float]]:
-    """When the recording is silent on both sides by design: while ``collect_digits`` takes
-    keys (a PIN must not be recoverable from a recording: gateway.recording)."""
-    out, start = [], None
-    for e in events:
-        if e.get("tool") != DIGITS_TOOL:
-            continue
-        if e.get("event") == "tool_start" and start is None:
-            start = e["t"]
-        elif e.get("event") == "tool_end" and start is not None:
-            out.append((start, e["t"]))
-            start = None
-    if start is not None:
-        out.append((start, duration))
-    return out
-
-
-def _fill_pauses(heard: list[tuple[float, float]], responses: list[tuple[float, float]],
-                 paused: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], set[int]]:
-    """The agent's speech found in the recording, with the responses the recording could not
-    hear: those that began shortly before or during a pause (the reply that asks for the keys
-    plays on while they are collected) and were not heard starting. Returns the spans, sorted,
-    and which of them came from the events."""
-    added = [(a, b) for a, b in responses
-             if any(p0 - 2 * SLACK_S <= a < p1 for p0, p1 in paused)
-             and not any(abs(h0 - a) <= SLACK_S for h0, _ in heard)]
-    spans = sorted([*heard, *added])
-    return spans, {k for k, s in enumerate(spans) if s in added}
-
-
 # ---------------------------------------------------------------------------------------------
 # Matching the transcript to the spans
 
@@ -617,11 +585,6 @@ def call_timeline(call: dict[str, Any], wav: Path | str | bytes | None = None) -
         turns = _turn_changes(events)
         agent_spans = speech_spans(recording.agent, gap_s=AGENT_GAP_S, splits=turns)
         heard = speech_spans(recording.caller, gap_s=CALLER_GAP_S, splits=turns)
-        paused = _paused(events, duration)
-        if paused:
-            agent_spans, estimated = _fill_pauses(agent_spans, _responses(events, transcript, calls, barge_ins), paused)
-            note += " Silent while collect_digits took keys (" + ", ".join(
-                f"{a:.1f} to {b:.1f} s" for a, b in paused) + "): the agent's speech there is from the events."
     else:
         agent_spans = _responses(events, transcript, calls, barge_ins)
         estimated = set(range(len(agent_spans)))

@@ -12,10 +12,11 @@ stream's ``start`` (``start``, seconds on the call's clock):
   it, and a ``clear`` at ``t`` drops everything scheduled from ``t`` on: the caller never heard
   it. Hold audio (``gateway.bridge.hold``) goes out the same way and is recorded the same way.
 
-While ``collect_digits`` collects keys (``pause``/``resume``), both channels are silent: a PIN
-must not be recoverable from the recording, and keypad tones are audio. The caller's channel
-stays silent ``KEY_TONE_TAIL_MS`` longer, as the tone of the last key may still be sounding
-when its ``dtmf`` message arrives.
+While ``collect_digits`` collects keys (``pause``/``resume``), the caller's channel is silent:
+a PIN must not be recoverable from the recording, and keypad tones are audio. It stays silent
+``KEY_TONE_TAIL_MS`` longer, as the tone of the last key may still be sounding when its ``dtmf``
+message arrives. The agent's channel goes on: it carries the prompt asking for the keys, and
+nothing the agent says during a collection can hold them (the tool has not returned yet).
 
 Memory stays bounded on long calls: everything older than ``SETTLE_MS`` is final (no caller
 frame is that late, and agent audio that old has been played or cleared), and ``take`` hands
@@ -128,7 +129,7 @@ class Recorder:
             self.clear(now)
 
     def pause(self, now: float) -> None:
-        """Keys are being collected from ``now``: both channels silent until ``resume``."""
+        """Keys are being collected from ``now``: the caller's channel silent until ``resume``."""
         if not self.paused:
             self.paused = True
             self._pauses.append([self.sample(now), None])
@@ -183,18 +184,18 @@ class Recorder:
         return Chunk(offset, left, right)
 
     def _silence_pauses(self, offset: int, left: bytearray, right: bytearray) -> None:
-        """Silence the paused stretches within ``[offset, offset + len(left))``; forget the
-        pauses over by then."""
+        """Silence the caller in the paused stretches within ``[offset, offset + len(left))``;
+        forget the pauses over by then."""
         end = offset + len(left)
         tail = KEY_TONE_TAIL_MS * SAMPLES_PER_MS
         kept = []
         for pause in self._pauses:
             first, last = pause
-            for buf, stop in ((right, last), (left, None if last is None else last + tail)):
-                a = max(first, offset) - offset
-                b = (end if stop is None else min(stop, end)) - offset
-                if b > a:
-                    buf[a:b] = SILENCE * (b - a)
+            stop = None if last is None else last + tail
+            a = max(first, offset) - offset
+            b = (end if stop is None else min(stop, end)) - offset
+            if b > a:
+                left[a:b] = SILENCE * (b - a)
             if last is None or last + tail > end:
                 kept.append(pause)
         self._pauses = kept

@@ -175,10 +175,10 @@ def test_hold_audio_is_what_the_caller_heard_until_the_agent_cleared_it() -> Non
     assert tape.agent[Tape.at(1800) : Tape.at(1820)] == frame(3)
 
 
-# --- Keys being collected: both channels silent ------------------------------------------------------
+# --- Keys being collected: the caller's channel silent ------------------------------------------------------
 
 
-def test_while_keys_are_collected_both_channels_are_silent() -> None:
+def test_while_keys_are_collected_the_callers_channel_is_silent_and_the_agents_goes_on() -> None:
     recorder = Recorder(T0)
     for k in range(50):  # the agent's prompt, 1 s from 0.5 s, still playing when collection begins
         recorder.agent(frame(50), T0 + 0.5)
@@ -194,8 +194,8 @@ def test_while_keys_are_collected_both_channels_are_silent() -> None:
         recorder.caller(20 * k, frame(80), now)
         tape.add(recorder.take(now))
     tape.add(recorder.finish(T0 + 4.0))
-    assert tape.agent[Tape.at(500) : Tape.at(1020)] == frame(50, 520)
-    assert silent(tape.agent[Tape.at(1020) : Tape.at(2420)])  # the prompt's end was heard, not kept
+    assert tape.agent[Tape.at(500) : Tape.at(1500)] == frame(50, 1000)  # the whole prompt, as heard
+    assert silent(tape.agent[Tape.at(1500) : Tape.at(2420)])
     assert tape.agent[Tape.at(2420) : Tape.at(2720)] == frame(60, 300)
     assert tape.caller[: Tape.at(1020)] == frame(80, 1020)
     tail_end = 2020 + KEY_TONE_TAIL_MS
