@@ -46,7 +46,7 @@ import numpy as np
 from gateway.demo.chart import render_png
 from gateway.demo.timeline import CallTimeline, Marker, Span
 
-__all__ = ["Recording", "RecordingError", "call_timeline", "read_recording", "recording_path",
+__all__ = ["Recording", "RecordingError", "call_timeline", "read_recording",
            "speech_spans", "timeline_png"]
 
 RATE = 8000  # the recordings' and the chart's sample rate
@@ -116,21 +116,6 @@ def read_recording(wav: Path | str | bytes) -> Recording:
         stereo = np.stack([np.interp(at, np.arange(len(stereo)), stereo[:, c]) for c in (0, 1)], axis=1)
         stereo = np.rint(stereo).astype("<i2")
     return Recording(stereo[:, 0].tobytes(), stereo[:, 1].tobytes())
-
-
-def recording_path(call: dict[str, Any], data_dir: Path | str) -> Path | None:
-    """Where the stored call's recording is: its ``recording`` is relative to
-    ``GATEWAY_DATA_DIR``. None if it has none, or if the name leads out of the data directory
-    (an absolute path, a ``..``, a link: the store may have been written by someone else).
-    The file may be gone (``GATEWAY_RECORDING_RETENTION_DAYS``)."""
-    relative = call.get("recording")
-    if not isinstance(relative, str) or not relative or "\x00" in relative:
-        return None
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        return None
-    root = Path(data_dir).resolve()
-    path = (root / relative).resolve()
-    return path if path.is_relative_to(root) else None
 
 
 def speech_spans(pcm: bytes, *, gap_s: float = CALLER_GAP_S, min_s: float = MIN_SPEECH_S, frame_ms: int = 20,

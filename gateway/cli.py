@@ -467,7 +467,7 @@ def _calls_show(args: argparse.Namespace) -> int:
 
 def _show_lines(call: dict, data_dir) -> list[str]:
     """``gateway calls show``: the call, readable on a terminal."""
-    from gateway.calltimeline import recording_path
+    from gateway.recording import stored_recording
 
     def rows(key: str) -> list[dict]:  # the stored lists, skipping what is not an object
         value = call.get(key)
@@ -478,7 +478,8 @@ def _show_lines(call: dict, data_dir) -> list[str]:
         return f"{t:8.3f}s" if isinstance(t, (int, float)) else f"{'?':>8} "
 
     figures = call.get("figures") if isinstance(call.get("figures"), dict) else {}
-    recording, path = call.get("recording"), recording_path(call, data_dir)
+    recording = call.get("recording")
+    path = stored_recording(data_dir, recording)
     if path is not None:
         recording = f"{path}" + ("" if path.is_file() else " (gone)")
     elif recording:
@@ -526,13 +527,14 @@ def _show_lines(call: dict, data_dir) -> list[str]:
 def _calls_timeline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gateway.calltimeline import recording_path, timeline_png
+    from gateway.calltimeline import timeline_png
+    from gateway.recording import stored_recording
 
     got = _get_call(args)
     if isinstance(got, int):
         return got
     settings, call = got
-    wav = recording_path(call, settings.data_dir)
+    wav = stored_recording(settings.data_dir, call.get("recording"))
     if wav is not None and not wav.is_file():
         print(f"gateway: the recording {wav} is gone (GATEWAY_RECORDING_RETENTION_DAYS?): drawing the call "
               "from its events", file=sys.stderr)

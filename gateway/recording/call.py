@@ -40,6 +40,22 @@ def recording_path(call_sid: str, started_at: float) -> PurePosixPath:
     return PurePosixPath("recordings", f"{day:%Y}", f"{day:%m}", f"{day:%d}", f"{name}.wav")
 
 
+def stored_recording(data_dir: Path | str, relative: object) -> Path | None:
+    """Where a stored call's ``recording`` (relative to the data directory) is, or None if the
+    name is no WAV inside ``data_dir``. The name comes from the store, which another process
+    or a person with the database may have written: an absolute path, a ``..`` or a symbolic
+    link leading out is refused, not followed. The file may be gone (retention). Blocks (it
+    resolves links): call it from a thread."""
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        return None
+    candidate = Path(relative)
+    if candidate.is_absolute() or ".." in candidate.parts or candidate.suffix.lower() != ".wav":
+        return None
+    root = Path(data_dir).resolve()
+    path = (root / candidate).resolve()
+    return path if path.is_relative_to(root) else None
+
+
 class CallRecording:
     def __init__(self, data_dir: Path, call_sid: str, started_at: float, now: float,
                  log: logging.Logger | logging.LoggerAdapter, *, flush_every_s: float = FLUSH_EVERY_S) -> None:

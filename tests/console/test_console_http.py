@@ -312,8 +312,8 @@ async def test_a_store_that_cannot_be_read_is_reported_not_fatal(phone_system, t
 
 
 @pytest.mark.parametrize("name", ["../x.wav", "/etc/x.wav", "a/../../x.wav", "x.mp3", "", None, 5, "a\x00.wav"])
-def test_recording_path_refuses_names_that_leave_the_data_directory(tmp_path, name) -> None:
-    from gateway.web.console.calls import recording_path
+def test_recording_file_refuses_names_that_leave_the_data_directory(tmp_path, name) -> None:
+    from gateway.web.console.calls import recording_file
 
     (tmp_path / "x.wav").write_bytes(b"")
-    assert recording_path(tmp_path / "data", name) is None
+    assert recording_file(tmp_path / "data", name) is None

@@ -15,7 +15,7 @@ import pytest
 from gateway.audio import ulaw_to_pcm16
 from gateway.bridge.actions import SendClear, SendMedia
 from gateway.bridge.logs import CallLog
-from gateway.recording import CallRecording, Chunk, WavSpool, recording_path
+from gateway.recording import CallRecording, Chunk, WavSpool, recording_path, stored_recording
 
 T0 = 50.0
 SID = "CA" + "ab12" * 8
@@ -128,3 +128,13 @@ async def test_a_recorder_bug_costs_the_recording_not_the_call(
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
         f"[call={SID} stream=MZ1] recording {recording.spool.path} given up: the recorder failed"]
     assert not list(tmp_path.rglob("*.wav*"))
+
+
+def test_a_stored_recording_is_under_the_data_directory_and_nowhere_else(tmp_path) -> None:
+    data = tmp_path / "data"
+    (data / "recordings").mkdir(parents=True)
+    assert stored_recording(data, "recordings/2026/11/30/CA1.wav") == data.resolve() / "recordings/2026/11/30/CA1.wav"
+    (data / "recordings" / "out").symlink_to(tmp_path)
+    for name in (None, 5, "", "/etc/passwd.wav", "../calls.wav", "recordings/../../x.wav", "recordings/out/x.wav",
+                 "a\x00.wav", "recordings/CA1.mp3"):
+        assert stored_recording(data, name) is None, name

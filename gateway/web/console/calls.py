@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bridge.record import CallRecord
+from gateway.recording import stored_recording
 from gateway.settings import Settings
 from gateway.store import CallStore
 from gateway.store.stored import stored_call, summary
 from gateway.web.registry import CallRegistry
 
-__all__ = ["ConsoleCalls", "Listing", "recording_path"]
+__all__ = ["ConsoleCalls", "Listing", "recording_file"]
 
 log = logging.getLogger("gateway.app")
 
@@ -41,22 +42,11 @@ class Listing(dict[str, Any]):
     """``{"calls": [summary, ...], "source": "store" | "memory", "error"?: str}``."""
 
 
-def recording_path(data_dir: Path, relative: object) -> Path | None:
-    """The recording file a stored call names, if it is a WAV file inside ``data_dir``.
-
-    The name comes from the store, which another process (or a person with the database) may
-    have written: an absolute path, a ``..`` or a symbolic link leading out of the data
-    directory is refused, not followed. Blocks (it resolves links): call it from a thread."""
-    if not isinstance(relative, str) or not relative or "\x00" in relative:
-        return None
-    candidate = Path(relative)
-    if candidate.is_absolute() or ".." in candidate.parts or candidate.suffix.lower() != ".wav":
-        return None
-    root = data_dir.resolve()
-    path = (root / candidate).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
+def recording_file(data_dir: Path, relative: object) -> Path | None:
+    """The recording file a stored call names, if it is a WAV inside ``data_dir`` and still
+    there (``gateway.recording.stored_recording``). Blocks: call it from a thread."""
+    path = stored_recording(data_dir, relative)
+    return path if path is not None and path.is_file() else None
 
 
 class ConsoleCalls:
@@ -96,7 +86,7 @@ class ConsoleCalls:
 
         def find() -> Path | None:
             call = self._find(call_sid, held)
-            return None if call is None else recording_path(self.settings.data_dir, call.get("recording"))
+            return None if call is None else recording_file(self.settings.data_dir, call.get("recording"))
 
         return await asyncio.to_thread(find)
 
@@ -151,7 +141,7 @@ class ConsoleCalls:
         call = self._find(call_sid, held)
         if call is None:
             return None
-        return timeline_png(call, recording_path(self.settings.data_dir, call.get("recording")))
+        return timeline_png(call, recording_file(self.settings.data_dir, call.get("recording")))
 
     def _stored(self, record: CallRecord) -> dict[str, Any]:
         return stored_call(record, redact=self.settings.redact_digits)
