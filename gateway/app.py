@@ -44,6 +44,7 @@ from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import LoopLag, Metrics
 from gateway.tracing import CallSpans
 from gateway.security import CallTokens, TwilioSignatures
+from gateway.recording import keep_recordings
 from gateway.settings import Settings
 from gateway.store import CallStore, open_store
 from gateway.store.writer import RecordWriter
@@ -95,7 +96,7 @@ class Gateway:
         self.spans = CallSpans()
         self.registry = CallRegistry(on_ended=self._call_ended)
         self._drain = Drain(self.registry.calls)
-        self.startup = Startup(settings, self.rest, background=LoopLag(self.metrics).run if settings.metrics else None)
+        self.startup = Startup(settings, self.rest, background=self._background)
         wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event, on_call_end)
         forms = TwilioForms(settings, self.signatures)
         self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self.registry, self._drain)
@@ -122,6 +123,15 @@ class Gateway:
             *([] if self.settings.metrics_port is not None or not self.settings.metrics else
               [Route("/metrics", guarded(self.metrics_endpoint), methods=["GET"])]),
         ]
+
+    async def _background(self) -> None:
+        """For the gateway's life: the event-loop lag probe (unless ``GATEWAY_METRICS=false``)
+        and the recordings' retention (``GATEWAY_RECORDING_RETENTION_DAYS``, whether or not
+        ``GATEWAY_RECORD`` is on now: older recordings still expire)."""
+        work = [keep_recordings(self.settings)]
+        if self.settings.metrics:
+            work.append(LoopLag(self.metrics).run())
+        await asyncio.gather(*work)
 
     def _call_ended(self, record: CallRecord) -> None:
         """Every finished stream's record: into the metrics, the traces if configured, and the

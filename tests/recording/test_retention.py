@@ -11,6 +11,7 @@ import pytest
 
 from gateway.recording import delete_expired, keep_recordings
 from gateway.settings import Settings
+from tests.callflow.conftest import start_gateway  # noqa: F401 - a fixture
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -103,3 +104,21 @@ async def test_keep_recordings_with_no_retention_returns_at_once(tmp_path: Path)
     kept = recording(tmp_path, "2001/01/01/CAold.wav", 9000)
     await asyncio.wait_for(keep_recordings(settings(tmp_path, 0)), timeout=1)
     assert kept.exists()
+
+
+async def test_a_running_gateway_deletes_expired_recordings_at_start(start_gateway, tmp_path: Path) -> None:
+    import time
+
+    from tests.callflow.conftest import gateway_of
+
+    old = recording(tmp_path, "2020/01/01/CAold.wav", age_days=0)
+    os.utime(old, (time.time() - 40 * DAY, time.time() - 40 * DAY))
+    recent = recording(tmp_path, "2026/11/30/CAnew.wav", age_days=0)
+    os.utime(recent, (time.time() - 2 * DAY, time.time() - 2 * DAY))
+    async with start_gateway([], GATEWAY_DATA_DIR=str(tmp_path), GATEWAY_RECORDING_RETENTION_DAYS="30") as (gateway, _):
+        for _ in range(500):  # the start-up's background work runs it in a thread: wait for it
+            if not old.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert gateway_of(gateway).startup.done
+    assert not old.exists() and recent.exists()
