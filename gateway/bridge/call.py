@@ -79,7 +79,7 @@ from gateway.bridge.events import (
 from gateway.bridge.hold import Hold, is_hold_mark
 from gateway.bridge.logs import CallLog, short
 from gateway.bridge.playback import Playback
-from gateway.bridge.record import CallRecord, transcript_item
+from gateway.bridge.record import DIGITS_TOOL, CallRecord, redact_digits, transcript_item
 from gateway.bridge.timing import DigitCollector, MessageRate, SilenceAction, SilenceMonitor
 from gateway.security import TOKEN_PARAMETER, CallTokens, InvalidCallToken
 from gateway.settings import Settings
@@ -412,7 +412,8 @@ class Call:
         return self._digit_done(digit, consumed, now)
 
     def _digit_done(self, digit: str, consumed: bool, now: float) -> list[Action]:
-        self.log.info("caller pressed %s%s", digit, " (collected)" if consumed else "")
+        shown = "*" if consumed and self.settings.redact_digits else digit  # a PIN stays out of the logs
+        self.log.info("caller pressed %s%s", shown, " (collected)" if consumed else "")
         self._emit(DigitPressed(t=now - self._t0, digit=digit, collected=consumed))
         out = self._take()
         if not consumed and self.phase is Phase.LIVE:
@@ -628,7 +629,10 @@ class Call:
         self.tool_starts_seen[event.tool.name] += 1
 
     def _on_tool_end(self, event: Any, now: float) -> None:
-        self.log.info("tool %s finished: %s", event.tool.name, short(str(event.output)))
+        output = str(event.output)
+        if event.tool.name == DIGITS_TOOL and self.settings.redact_digits:
+            output = redact_digits(output)
+        self.log.info("tool %s finished: %s", event.tool.name, short(output))
         self._response_due = True  # the SDK sends the output and asks for a response
         self._emit(ToolReturned(t=now - self._t0, tool=event.tool.name, output=str(event.output)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 import time
 from typing import Any, TypeVar
 
@@ -19,6 +20,17 @@ from gateway.bridge.events import (
 
 
 E = TypeVar("E")
+
+#: The gateway's tool whose keypresses and output are secrets (PINs): redacted where kept.
+DIGITS_TOOL = "collect_digits"
+
+_DIGITS = re.compile(r"[0-9]")
+
+
+def redact_digits(text: Any) -> Any:
+    """``text`` with every digit as ``*`` (other values as they are): a PIN in a tool's output
+    or a log line (``GATEWAY_REDACT_DIGITS``)."""
+    return _DIGITS.sub("*", text) if isinstance(text, str) else text
 
 
 @dataclasses.dataclass

@@ -25,7 +25,6 @@ instruct an agent not to read secrets back.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from gateway.bridge.events import (
@@ -37,23 +36,13 @@ from gateway.bridge.events import (
     ToolCalled,
     ToolReturned,
 )
-from gateway.bridge.record import CallRecord
+from gateway.bridge.record import DIGITS_TOOL, CallRecord, redact_digits
 
-__all__ = ["DIGITS_TOOL", "redact_digits", "stored_call", "summary"]
-
-#: The gateway's tool whose keypresses and output are redacted.
-DIGITS_TOOL = "collect_digits"
-
-_DIGITS = re.compile(r"[0-9]")
+__all__ = ["stored_call", "summary"]
 
 #: The keys of a stored call listed by ``history`` (everything but the long lists).
 SUMMARY_KEYS = ("call_sid", "stream_sid", "from", "to", "direction", "agent", "started_at", "ended_at",
                 "duration_s", "end_reason", "figures", "recording")
-
-
-def redact_digits(text: Any) -> Any:
-    """``text`` with every digit as ``*`` (other values as they are)."""
-    return _DIGITS.sub("*", text) if isinstance(text, str) else text
 
 
 def stored_call(record: CallRecord, *, redact: bool = True) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import time
 
 import pytest
@@ -40,13 +42,14 @@ async def test_a_silent_caller_is_checked_on_then_the_call_ends_politely(start_g
     assert any(e["event"] == "hang_up" and e["reason"] == "silence" for e in record.events)
 
 
-async def test_collect_digits_tool_gets_the_pin_instead_of_the_model(start_gateway) -> None:
+async def test_collect_digits_tool_gets_the_pin_instead_of_the_model(start_gateway, caplog) -> None:
     agent = RealtimeAgent(name="Bank", instructions="Ask for the PIN.", tools=[collect_digits])
     script = [
         Reply("Please enter your PIN, then press pound.", duration_ms=300),
         ToolCall("collect_digits", {"count": 6, "terminator": "#", "timeout_s": 5}),
         Reply("Thanks.", duration_ms=300),
     ]
+    caplog.set_level(logging.INFO, logger="gateway")
     async with start_gateway(script, agent=agent) as (gateway, realtime):
         caller = await place_call(gateway)
         await caller.wait_heard(300)
@@ -63,6 +66,12 @@ async def test_collect_digits_tool_gets_the_pin_instead_of_the_model(start_gatew
     assert conn.function_call_outputs[0].output == "The caller entered 1234 (ended by terminator)."
     assert conn.user_messages == []  # the keypresses did not go to the model as text
     assert [e["collected"] for e in record.events if e["event"] == "dtmf"] == [True] * 5
+    # The PIN stays out of the logs (GATEWAY_REDACT_DIGITS, on by default).
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum(line.endswith("] caller pressed * (collected)") for line in lines) == 5
+    assert any(line.endswith("] tool collect_digits finished: The caller entered **** (ended by terminator).")
+               for line in lines)
+    assert not any("1234" in line for line in lines)
 
 
 async def test_a_keypad_timeout_fires_with_every_other_timer_off(start_gateway) -> None:
