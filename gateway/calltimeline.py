@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import datetime
 import io
-import json
 import math
 import wave
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from gateway.demo.chart import render_png
-from gateway.demo.timeline import CallTimeline, Marker, Span
+from gateway.demo.timeline import CallTimeline, Marker, Span, short, tool_arguments
 
 __all__ = ["Recording", "RecordingError", "call_timeline", "read_recording",
            "speech_spans", "timeline_png"]
@@ -428,23 +427,8 @@ def _cut_audio(barge_ins: list[dict[str, Any]], replies: list[_Message], agent_s
 # Markers
 
 
-def _short(value: Any, n: int) -> str:
-    text = " ".join(str("" if value is None else value).split())
-    return text if len(text) <= n else text[: n - 1] + "\u2026"
-
-
 def _ms(ms: float) -> str:
     return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
-
-
-def _arguments(arguments: Any) -> str:
-    try:
-        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-    except ValueError:
-        return _short(arguments, 40)
-    if isinstance(parsed, dict):
-        return ", ".join(f"{k}={v!r}" for k, v in parsed.items() if v is not None)
-    return _short(parsed, 40) if parsed is not None else ""
 
 
 def _markers(call: dict[str, Any], events: list[dict[str, Any]], duration: float) -> list[Marker]:
@@ -462,9 +446,9 @@ def _markers(call: dict[str, Any], events: list[dict[str, Any]], duration: float
             markers.append(Marker(t, "clear", "guardrail: " + (", ".join(map(str, names)) if isinstance(names, list)
                                                                else str(names))))
         elif kind == "tool_start":
-            markers.append(Marker(t, "tool_start", f"{e.get('tool')}({_arguments(e.get('arguments'))})"))
+            markers.append(Marker(t, "tool_start", f"{e.get('tool')}({tool_arguments(e.get('arguments'))})"))
         elif kind == "tool_end":
-            markers.append(Marker(t, "tool_end", _short(e.get("output"), 60)))
+            markers.append(Marker(t, "tool_end", short(e.get("output"), 60)))
         elif kind == "dtmf":
             markers.append(Marker(t, "dtmf", str(e.get("digit") or "?")))
         elif kind == "handoff":
@@ -472,7 +456,7 @@ def _markers(call: dict[str, Any], events: list[dict[str, Any]], duration: float
         elif kind == "transfer":
             markers.append(Marker(t, "handoff", f"transfer to {e.get('target')}"))
         elif kind == "error":
-            markers.append(Marker(t, "error", _short(e.get("error"), 60)))
+            markers.append(Marker(t, "error", short(e.get("error"), 60)))
         elif kind == "transfer_refused":
             markers.append(Marker(t, "error", f"transfer to {e.get('target')} refused"))
         elif kind == "model_reconnected":
@@ -524,7 +508,7 @@ def _summary(call: dict[str, Any], duration: float, recording_note: str) -> list
     lines.append(f"Audio frames: {f.get('frames_in', 0)} from the caller, {f.get('frames_out', 0)} to the caller; "
                  f"{f.get('dropped_audio_bytes', 0)} bytes of cut agent audio never sent; "
                  f"model reconnects {f.get('reconnects', 0)}, rollovers {f.get('rollovers', 0)}.")
-    tools = [f"{c.get('tool')} \u2192 {_short(c.get('output'), 50)!r}" if c.get("output") is not None
+    tools = [f"{c.get('tool')} \u2192 {short(c.get('output'), 50)!r}" if c.get("output") is not None
              else f"{c.get('tool')} (no result)" for c in call["tool_calls"]]
     if tools:
         lines.append("Tools: " + "; ".join(tools) + ".")

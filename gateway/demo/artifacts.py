@@ -22,7 +22,7 @@ import numpy as np
 from gateway.audio import AudioMode, ulaw_to_pcm16
 from gateway.demo.chart import render_png
 from gateway.demo.record import Recorder
-from gateway.demo.timeline import CallTimeline, Marker, Span
+from gateway.demo.timeline import CallTimeline, Marker, Span, short, tool_arguments
 from gateway.testing.phone import PhoneCall
 from gateway.twilio import Clear, OutboundMark, OutboundMedia
 
@@ -269,13 +269,13 @@ def call_timeline(call: PhoneCall, recorder: Recorder, summary: list[str], *, re
     for e in recorder.events:
         if e.type == "tool_start":
             markers.append(Marker(on_caller_clock(call, e.at), "tool_start",
-                                  f"{e.fields['tool']}({_args(e.fields.get('arguments'))})"))
+                                  f"{e.fields['tool']}({tool_arguments(e.fields.get('arguments'))})"))
         elif e.type == "tool_end":
-            markers.append(Marker(on_caller_clock(call, e.at), "tool_end", _short(e.fields.get("output"), 60)))
+            markers.append(Marker(on_caller_clock(call, e.at), "tool_end", short(e.fields.get("output"), 60)))
         elif e.type == "handoff":
             markers.append(Marker(on_caller_clock(call, e.at), "handoff", e.fields["to_agent"]))
         elif e.type == "error":
-            markers.append(Marker(on_caller_clock(call, e.at), "error", _short(e.fields.get("error"), 60)))
+            markers.append(Marker(on_caller_clock(call, e.at), "error", short(e.fields.get("error"), 60)))
     for t, digit in caller.keypresses:
         markers.append(Marker(t, "dtmf", digit))
     if caller.closed_at is not None:
@@ -322,18 +322,3 @@ def _agent_spans(call: PhoneCall, recorder: Recorder) -> list[Span]:
         label = texts.get(began[-1], "") if began else ""
         spans.append(Span(segment.start, segment.end, label))
     return spans
-
-
-def _args(arguments: Any) -> str:
-    try:
-        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-    except ValueError:
-        return _short(arguments, 40)
-    if isinstance(parsed, dict):
-        return ", ".join(f"{k}={v!r}" for k, v in parsed.items() if v is not None)
-    return _short(parsed, 40)
-
-
-def _short(value: Any, n: int) -> str:
-    text = "" if value is None else str(value)
-    return text if len(text) <= n else text[: n - 1] + "…"

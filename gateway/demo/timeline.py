@@ -7,8 +7,9 @@ the local Realtime server recorded; ``render_png`` draws it (see ``gateway.demo.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 #: What a marker stands for; each kind has its own colour and glyph in the picture.
 MarkerKind = Literal[
@@ -62,3 +63,20 @@ class CallTimeline:
     title: str = ""
     #: Lines of text printed under the chart (the demo's summary figures).
     summary: list[str] = field(default_factory=list)
+
+
+def short(value: Any, n: int) -> str:
+    """``value`` as one line of text of at most ``n`` characters (cut with an ellipsis)."""
+    text = " ".join(str("" if value is None else value).split())
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def tool_arguments(arguments: Any) -> str:
+    """A tool call's JSON arguments as a marker label: ``name='value', ...``."""
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        return short(arguments, 40)
+    if isinstance(parsed, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in parsed.items() if v is not None)
+    return short(parsed, 40) if parsed is not None else ""
