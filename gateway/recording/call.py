@@ -3,9 +3,9 @@
 The call's runner (``gateway.bridge.runner``) feeds it on the event loop, frame by frame: the
 caller's frames (``caller``, through ``Call.on_caller_audio``), what goes to Twilio (``sent``),
 whether keys are being collected (``collecting``). Every ``FLUSH_EVERY_S`` it takes the audio
-that has become final and hands it to a thread (the loop's default executor), which writes it
-into the WAV under its ``.part`` name (``WavSpool``): no file I/O on the loop, and memory per
-call bounded by a few seconds of audio. ``await finish(now)`` writes the rest, completes the
+that has become final and hands it to the recording writer's thread (``RecordingWriter``), which
+writes it into the WAV under its ``.part`` name (``WavSpool``): no file I/O on the loop, and
+memory per call bounded by a few seconds of audio. ``await finish(now)`` writes the rest, completes the
 file in a thread and returns its path relative to the data directory, for
 ``CallRecord.recording``.
 
@@ -16,10 +16,15 @@ Where: ``data_dir/recordings/YYYY/MM/DD/<CallSid>.wav``, by the UTC date the cal
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
+import functools
 import logging
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from gateway.bridge.actions import Action
 from gateway.recording.recorder import Chunk, Recorder
@@ -29,6 +34,8 @@ from gateway.recording.spool import WavSpool
 FLUSH_EVERY_S = 5.0
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+log = logging.getLogger("gateway.recording")
 
 
 def recording_path(call_sid: str, started_at: float) -> PurePosixPath:
@@ -67,7 +74,6 @@ class CallRecording:
         self.log = log
         self.flush_every_s = flush_every_s
         self._next_flush = now + flush_every_s
-        self._writes: set[asyncio.Future[None]] = set()
         #: The recorder failed (our bug, logged): nothing more is recorded, nothing is kept.
         self.broken = False
 
@@ -131,27 +137,81 @@ class CallRecording:
     async def _finish(self, now: float) -> str | None:
         if not self.broken:
             self._write(self.recorder.finish(now))
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)  # each logs its own failure
         loop = asyncio.get_running_loop()
-        if self.broken:
-            await loop.run_in_executor(None, self.spool.discard)
-            return None
-        written = await loop.run_in_executor(None, self.spool.close)
-        if written is None:
+        done: asyncio.Future[Path | None] = loop.create_future()
+        # After this call's writes (the writer keeps their order): the header and the name.
+        end = self.spool.discard if self.broken else self.spool.close
+        WRITER.submit(lambda: _resolve(loop, done, end), urgent=True)
+        written = await done
+        if written is None or self.broken:
             return None
         relative = self.relative.with_name(written.name)
         self.log.info("recording written: %s (%.1f s)", relative, self.spool.frames / 8000)
         return str(relative)
 
     def _write(self, chunk: Chunk | None) -> None:
-        if chunk is None:
-            return
-        write = asyncio.get_running_loop().run_in_executor(None, self.spool.write, chunk)
-        self._writes.add(write)
-        write.add_done_callback(self._written)
+        if chunk is not None:
+            WRITER.submit(functools.partial(self.spool.write, chunk))  # it logs its own failures
 
-    def _written(self, write: asyncio.Future[None]) -> None:
-        self._writes.discard(write)
-        if not write.cancelled() and write.exception() is not None:  # WavSpool.write catches its own
-            self.log.error("recording %s: writing failed", self.spool.path, exc_info=write.exception())
+
+def _resolve(loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any], work: Callable[[], Any]) -> None:
+    """In the writer's thread: run ``work`` and hand its result (or error) to ``done``."""
+    try:
+        result, error = work(), None
+    except Exception as e:  # noqa: BLE001 - handed to the awaiting call, which logs it
+        result, error = None, e
+
+    def settle() -> None:
+        if not done.done():
+            done.set_exception(error) if error is not None else done.set_result(result)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop has closed: nobody waits any more
+        pass
+
+
+class RecordingWriter:
+    """The one thread that writes every call's recording.
+
+    The event loop hands it work with ``submit``: an append to a deque, no lock, no wake-up,
+    so a call pays nothing for it beyond the append (a thread pool's ``submit`` wakes a worker
+    each time: measured under load with 80 calls, those wake-ups cost the loop more than the
+    recording itself). The thread looks every ``every_s`` and does what has come, in order, so
+    a call's pieces are written in the order they were taken, then its file is closed. Work a
+    call waits for (``urgent``: completing its file when it ends) wakes it at once."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.every_s = every_s
+        self._work: collections.deque[Callable[[], Any]] = collections.deque()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def submit(self, work: Callable[[], Any], *, urgent: bool = False) -> None:
+        self._work.append(work)
+        if self._thread is None:
+            self._start()
+        if urgent:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gateway-recording-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.every_s)
+            self._wake.clear()
+            while self._work:
+                work = self._work.popleft()
+                try:
+                    work()
+                except Exception:  # each piece of work handles its own; this is a bug of ours
+                    log.exception("recording writer: a piece of work failed")
+
+
+#: The process's recording writer.
+WRITER = RecordingWriter()

@@ -74,9 +74,12 @@ async def test_a_recording_goes_to_disk_as_the_call_goes_on_and_is_complete_at_t
         if k == 124:
             recording.sent(SendClear(), now)
         await asyncio.sleep(0)
-    await asyncio.sleep(0.05)
+    for _ in range(300):  # the writer's thread looks every 0.5 s: wait for it, at most 3 s
+        if recording.spool.frames >= 4 * 8000:
+            break
+        await asyncio.sleep(0.01)
     assert recording.spool.part.exists() and recording.spool.frames >= 4 * 8000  # written as it went
-    assert writers and loop_thread not in writers  # from threads, never the event loop
+    assert writers and loop_thread not in writers  # from the writer's thread, never the event loop
     path = await recording.finish(T0 + 8.0)
     assert path == f"recordings/2025/12/31/{SID}.wav"
     left, right = read_wav(tmp_path / path)
