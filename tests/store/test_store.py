@@ -155,3 +155,22 @@ def test_a_database_url_that_is_not_postgresql_is_refused_at_start(url: str) -> 
     with pytest.raises(SettingsError, match="GATEWAY_DATABASE_URL: must be a postgresql://"):
         Settings.from_mapping({"PUBLIC_URL": "https://gw.example.com", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
                                "TWILIO_AUTH_TOKEN": "t", "OPENAI_API_KEY": "sk-test", "GATEWAY_DATABASE_URL": url})
+
+
+def test_a_new_migration_is_applied_once_to_a_database_that_has_the_older_ones(store, monkeypatch) -> None:
+    """A database at version 1 with calls in it meets code with a migration 2: opening the
+    store applies 2 (only), the calls stay, and opening it again applies nothing."""
+    from gateway.store import migrations
+
+    store.save(stored_call(finished_call()))
+    store.close()
+    added = migrations.Migration(
+        2, "calls: a column for a later feature",
+        sqlite=("ALTER TABLE calls ADD COLUMN region TEXT",),
+        postgresql=("ALTER TABLE calls ADD COLUMN region TEXT",),
+    )
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, added))
+    assert store.schema_version() == 2  # applied on connecting
+    assert store.get("CA1")["agent"] == "Ava"
+    store.close()
+    assert store.schema_version() == 2  # ALTER TABLE again would have failed
