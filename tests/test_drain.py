@@ -16,6 +16,7 @@ import pytest
 from gateway.testing.caller import TwilioCaller
 from gateway.testing.caller.twiml import WebhookError, fetch_twiml, new_sid, parse_response, webhook_form
 from gateway.testing.realtime import RealtimeServer, Reply
+from tests.callflow.conftest import DATA_DIR
 
 AUTH_TOKEN = "drain-test-token"
 ACCOUNT_SID = "AC" + "1" * 32
@@ -37,6 +38,7 @@ async def start_gateway(realtime_url: str, **extra: str) -> tuple[subprocess.Pop
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "OPENAI_REALTIME_URL": realtime_url,
+        "GATEWAY_DATA_DIR": DATA_DIR,  # the run's, not the working directory
         **extra,
     }
     process = subprocess.Popen(
