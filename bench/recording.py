@@ -2,9 +2,9 @@
 
 On the event loop, per frame, the recorder does what the runner asks of it on a recorded call
 (``gateway.recording.CallRecording``): a caller frame placed by its timestamp (``caller``, the
-hook ``Call.on_caller_audio`` calls), an agent frame placed as Twilio plays it (``sent``), the
-``collecting`` check the runner makes before each batch of actions, and every 5 s the final audio
-taken for the writer thread (``take``). The baselines, in the same run: the same loop with no
+hook ``Call.on_caller_audio`` calls), an agent frame placed as Twilio plays it (``sent``), and
+every 5 s the final audio taken for the writer thread (``take``). (A keypad collection's start
+and end, ``Call.on_collecting``, are two calls a collection, not per frame.) The baselines, in the same run: the same loop with no
 work (the loop's own cost), and with one ``bytearray`` append per frame (the least any recorder
 can do). Off the loop, in the writer thread: decoding, interleaving and writing 5 s of both
 channels, per frame.
@@ -73,13 +73,10 @@ def recorder(frames: int) -> None:
         with tempfile.TemporaryDirectory() as data_dir:
             recording = CallRecording(Path(data_dir), "CAbench", time.time(), T0, _Log())  # type: ignore[arg-type]
             caller, sent = recording.caller, recording.sent
-            collecting = False
             began = time.thread_time()
             for k in range(frames):
                 now = T0 + 0.02 * (k + 1)
                 caller(20 * k, FRAME, now)  # Call.on_caller_audio
-                if recording.paused is not collecting:  # the runner's check before each batch
-                    recording.collecting(collecting, now)
                 sent(MEDIA, now)  # the agent's frame, as the runner sends it
             _timed.append(time.thread_time() - began)
             await recording.finish(T0 + 0.02 * frames)

@@ -227,6 +227,9 @@ class Call:
         #: Told every caller frame as it comes, ``(timestamp_ms, payload, now)``: the call's
         #: recording (``gateway.recording``) places it by Twilio's timestamp. None: nobody.
         self.on_caller_audio: Callable[[int, bytes, float], None] | None = None
+        #: Told when a keypad collection begins (True) and ends (False), ``(collecting, now)``:
+        #: the recording pauses the caller's side meanwhile. None: nobody.
+        self.on_collecting: Callable[[bool, float], None] | None = None
 
     # --- Derived state --------------------------------------------------------------------------
 
@@ -401,7 +404,7 @@ class Call:
             result = self._collector.feed(digit, now)
             self.rearm = True
             if result is not None:
-                self._finish_collection(result)
+                self._finish_collection(result, now)
             return self._digit_done(digit, True, now)
         if self.has_digit_hook:
             return [OfferDigit(digit)]
@@ -428,10 +431,14 @@ class Call:
         self._collector = DigitCollector(count, terminator, timeout_s, now)
         self._collector_waiter = waiter
         self.rearm = True
+        if self.on_collecting is not None:
+            self.on_collecting(True, now)
         return []
 
-    def _finish_collection(self, result: Any) -> None:
+    def _finish_collection(self, result: Any, now: float) -> None:
         waiter, self._collector, self._collector_waiter = self._collector_waiter, None, None
+        if self.on_collecting is not None:
+            self.on_collecting(False, now)
         if waiter is not None:
             self._out.append(Reply(waiter, result))
 
@@ -885,7 +892,7 @@ class Call:
         if self._collector is not None:
             result = self._collector.expired(now)
             if result is not None:
-                self._finish_collection(result)
+                self._finish_collection(result, now)
         if self.phase is Phase.LIVE and self._notes:
             self._out += [TellModel(note) for note in self._notes]
             self._notes.clear()

@@ -179,6 +179,7 @@ class CallRunner:
             self.recording = CallRecording(self.settings.data_dir, start.call_sid, call.record.started_at,
                                            self.clock(), self.log)
             call.on_caller_audio = self.recording.caller
+            call.on_collecting = self.recording.collecting  # keys: a PIN is not kept
         self.info = CallInfo(
             call_sid=start.call_sid, stream_sid=start.stream_sid, account_sid=start.account_sid,
             from_=start.from_, to=start.to, parameters=start.parameters, control=self.control,
@@ -297,8 +298,6 @@ class CallRunner:
             call.rearm = False
             self._wake.set()
         recording = self.recording
-        if recording is not None and recording.paused is not call.collecting:  # keys: a PIN is not kept
-            recording.collecting(call.collecting, self.clock())
         for action in actions:
             kind = type(action)
             if kind is SendAudio:

@@ -2,7 +2,7 @@
 
 The call's runner (``gateway.bridge.runner``) feeds it on the event loop, frame by frame: the
 caller's frames (``caller``, through ``Call.on_caller_audio``), what goes to Twilio (``sent``),
-whether keys are being collected (``collecting``). Every ``FLUSH_EVERY_S`` it takes the audio
+when a keypad collection begins and ends (``collecting``, through ``Call.on_collecting``). Every ``FLUSH_EVERY_S`` it takes the audio
 that has become final and hands it to the recording writer's thread (``RecordingWriter``), which
 writes it into the WAV under its ``.part`` name (``WavSpool``): no file I/O on the loop, and
 memory per call bounded by a few seconds of audio. ``await finish(now)`` writes the rest, completes the
@@ -77,10 +77,6 @@ class CallRecording:
         #: The recorder failed (our bug, logged): nothing more is recorded, nothing is kept.
         self.broken = False
 
-    @property
-    def paused(self) -> bool:
-        return self.recorder.paused
-
     # --- On the event loop, per frame ----------------------------------------------------------
 
     # A bug here must not cost the call more than its recording: each entry point gives the
@@ -108,7 +104,8 @@ class CallRecording:
             self._break()
 
     def collecting(self, collecting: bool, now: float) -> None:
-        """Keys are being collected (``Call.collecting``): the recording pauses."""
+        """A keypad collection began (True) or ended at ``now`` (``Call.on_collecting``): the
+        caller's side pauses meanwhile."""
         if self.broken:
             return
         try:

@@ -631,3 +631,17 @@ def test_who_is_speaking_follows_the_agents_audio_and_the_callers_turns() -> Non
     for seq, name in enumerate(sent, 10):
         call.receive(mark(name, seq), 1.25)
     assert call.speaking == ""
+
+
+def test_the_start_and_end_of_a_keypad_collection_are_told_with_their_times() -> None:
+    """What the recording pauses on (``Call.on_collecting``): the start of the collection and the
+    keypress that ends it, each at its own time; nothing per frame in between."""
+    call = live()
+    told: list[tuple[bool, float]] = []
+    call.on_collecting = lambda collecting, now: told.append((collecting, now))
+    call.request_digits(2, None, 5.0, 1.0, waiter=1)
+    call.receive(media(), 1.1)
+    call.receive(dtmf("4"), 1.2)
+    assert told == [(True, 1.0)]
+    call.receive(dtmf("2", seq=10), 1.5)
+    assert told == [(True, 1.0), (False, 1.5)]
