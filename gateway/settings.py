@@ -141,8 +141,9 @@ class Settings:
     #: Keep a record of every call in the store (``gateway.store``); off: only the metrics,
     #: logs and ``on_call_end`` hook see a finished call.
     store_calls: bool = True
-    #: Keypresses taken by ``collect_digits`` (PINs, account numbers) are stored and logged as
-    #: ``*``, and the tool's output with them; off: kept as pressed.
+    #: Keypresses taken by ``collect_digits`` (PINs, account numbers) or by an ``on_digit`` hook
+    #: (never told to the model) are stored and logged as ``*``, and ``collect_digits``' output
+    #: with them; off: kept as pressed.
     redact_digits: bool = True
     #: Record every call: a stereo 8 kHz WAV under ``data_dir/recordings``, the caller on the
     #: left, the agent on the right as the caller heard it (paused while digits are collected).
