@@ -8,7 +8,9 @@ Routes (each from its module in ``gateway.web``; endpoints accept, check, wire a
 - ``WS /twilio/media``: the Media Streams WebSocket. Handshake signature checked (upgrade
   refused otherwise); then one call runs until it ends (``media``, ``gateway.bridge.runner``).
 - ``POST /twilio/status``, ``POST /twilio/amd``: Twilio's call-status and answering-machine
-  callbacks (signature checked), recorded with the call; the agent is told who answered.
+  callbacks (signature checked), recorded with the call; the agent is told who answered. A
+  callback for a call whose stream another instance holds is forwarded there (``routing``).
+- ``/internal/v1/...``: what instances of one deployment ask each other, signed (``internal``).
 - ``POST /calls`` (bearer ``GATEWAY_API_KEY``): place an outbound call; ``GET /calls``: the
   calls in progress on this instance (``calls_api``).
 - ``GET /console``: the web console (docs/console.md), behind ``GATEWAY_API_KEY`` with a login
@@ -32,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -41,7 +43,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from gateway.bridge.agents import AgentSource, default_agent, load_agent_source
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from gateway.metrics import LoopLag, Metrics
+from gateway.metrics import LoopLag, Metrics, merge
 from gateway.tracing import CallSpans
 from gateway.security import CallTokens, TwilioSignatures
 from gateway.recording import keep_recordings
@@ -52,9 +54,13 @@ from gateway.twilio.rest import TwilioRest
 from gateway.web.calls_api import CallsApi
 from gateway.web.console import Console
 from gateway.web.drain import Drain
+from gateway.web.fleet import Fleet
 from gateway.web.health import Health
+from gateway.web.internal import InternalEndpoints
 from gateway.web.media import MediaEndpoint
+from gateway.web.peers import Peers
 from gateway.web.registry import CallEndHook, CallRecord, CallRegistry, CallRunner, CallWiring, DigitHandler, EventHook
+from gateway.web.routing import CallRouter
 from gateway.web.startup import Startup
 from gateway.web.twilio_forms import TwilioForms
 from gateway.web.webhooks import TwilioWebhooks
@@ -77,6 +83,7 @@ class Gateway:
         on_digit: DigitHandler | None = None,
         on_event: EventHook | None = None,
         on_call_end: CallEndHook | None = None,
+        siblings: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.signatures = TwilioSignatures(settings.twilio_auth_token)
@@ -94,16 +101,25 @@ class Gateway:
                                draining=lambda: self._drain.draining,
                                records_waiting=lambda: self.writer.waiting if self.writer is not None else 0)
         self.spans = CallSpans()
-        self.registry = CallRegistry(on_ended=self._call_ended)
+        self.registry = CallRegistry(on_ended=self._call_ended, on_started=self._call_started)
+        #: This instance among the others (``GATEWAY_INSTANCE_URL``; ``siblings``: the other
+        #: workers of ``gateway serve --workers N``), and the routing of callbacks between them.
+        self.peers = Peers.derived_from(settings.twilio_auth_token, settings.call_token_secret,
+                                        instance_url=settings.instance_url, siblings=siblings)
+        self.router = CallRouter(self.registry, self.peers)
+        self._registering: set[asyncio.Task[None]] = set()
         self._drain = Drain(self.registry.calls)
         self.startup = Startup(settings, self.rest, background=self._background)
         wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event, on_call_end)
         forms = TwilioForms(settings, self.signatures)
-        self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self.registry, self._drain)
+        self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self.registry, self._drain, self.router)
         self.media = MediaEndpoint(settings, self.signatures, self.registry, wiring)
-        self.calls_api = CallsApi(settings, self.tokens, self.rest, self.registry, self._drain)
+        self.fleet = Fleet(self.registry, self.peers, self.store)
+        self.calls_api = CallsApi(settings, self.tokens, self.rest, self.registry, self._drain, self.peers, self.fleet)
+        self.internal = InternalEndpoints(self.peers, self.router, self.fleet,
+                                          self.metrics.text if settings.metrics else None)
         self.health = Health(self.registry, self._drain)
-        self.console = Console(settings, self.registry, self.store)
+        self.console = Console(settings, self.registry, self.store, self.fleet)
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -118,6 +134,10 @@ class Gateway:
             Route("/calls", guarded(self.calls_api.list_calls), methods=["GET"]),
             Route("/healthz", guarded(self.health.healthz), methods=["GET"]),
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
+            Route("/internal/v1/held", guarded(self.internal.held), methods=["POST"]),
+            Route("/internal/v1/callback", guarded(self.internal.callback), methods=["POST"]),
+            Route("/internal/v1/metrics", guarded(self.internal.metrics), methods=["GET"]),
+            Route("/internal/v1/calls", guarded(self.internal.calls), methods=["GET"]),
             *self.console.routes(guarded),
             # With GATEWAY_METRICS_PORT, gateway serve serves them on that port instead.
             *([] if self.settings.metrics_port is not None or not self.settings.metrics else
@@ -125,13 +145,24 @@ class Gateway:
         ]
 
     async def _background(self) -> None:
-        """For the gateway's life: the event-loop lag probe (unless ``GATEWAY_METRICS=false``)
-        and the recordings' retention (``GATEWAY_RECORDING_RETENTION_DAYS``, whether or not
-        ``GATEWAY_RECORD`` is on now: older recordings still expire)."""
-        work = [keep_recordings(self.settings)]
+        """For the gateway's life: the event-loop lag probe (unless ``GATEWAY_METRICS=false``),
+        the recordings' retention (``GATEWAY_RECORDING_RETENTION_DAYS``, whether or not
+        ``GATEWAY_RECORD`` is on now: older recordings still expire) and, with an instance URL,
+        this instance's announcements in the store (``gateway.web.fleet``)."""
+        work = [keep_recordings(self.settings), self.fleet.announce_forever()]
         if self.settings.metrics:
             work.append(LoopLag(self.metrics).run())
         await asyncio.gather(*work)
+
+    def _call_started(self, call: CallRunner) -> None:
+        """A call's stream started here: if another instance is its home (an outbound call it
+        placed), tell it, in a task of its own (the call does not wait)."""
+        home = call.info.parameters.get("home") if call.info is not None else None
+        if not home or self.peers.instance_url is None or self.peers.is_me(home):
+            return
+        task = asyncio.create_task(self.router.register(call.call_sid, home), name=f"held-{call.call_sid}")
+        self._registering.add(task)
+        task.add_done_callback(self._registering.discard)
 
     def _call_ended(self, record: CallRecord) -> None:
         """Every finished stream's record: into the metrics, the traces if configured, and the
@@ -144,8 +175,17 @@ class Gateway:
             self.writer.submit(record)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        """``GET /metrics``: Prometheus text format (``gateway.metrics``)."""
-        return Response(self.metrics.text(), media_type=METRICS_CONTENT_TYPE)
+        """``GET /metrics``: Prometheus text format (``gateway.metrics``); with sibling workers,
+        theirs and this one's together (``gateway.metrics.merge``)."""
+        return Response(await self.metrics_text(), media_type=METRICS_CONTENT_TYPE)
+
+    async def metrics_text(self) -> bytes:
+        """This worker's metrics, gathered with its siblings' (those that answer)."""
+        own = self.metrics.text()
+        if not self.peers.siblings:
+            return own
+        theirs = await asyncio.gather(*(self.peers.get(url, "/internal/v1/metrics") for url in self.peers.siblings))
+        return merge([own, *(text for text in theirs if text is not None)])
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -155,6 +195,7 @@ class Gateway:
             try:
                 yield
             finally:
+                await self.fleet.withdraw()
                 if self.writer is not None:
                     await asyncio.to_thread(self.writer.close, STORE_CLOSE_TIMEOUT_S)
 
@@ -192,13 +233,15 @@ def create_app(
     on_digit: DigitHandler | None = None,
     on_event: EventHook | None = None,
     on_call_end: CallEndHook | None = None,
+    siblings: Sequence[str] = (),
 ) -> Starlette:
     """The gateway. ``agent`` overrides ``GATEWAY_AGENT``; ``on_digit`` handles keypresses in
     code (menus, shortcuts) before the model hears of them; ``on_event(call, event)`` sees
     every session event of every call (see ``gateway.bridge.runner.EventHook``);
     ``on_call_end(record)`` gets the record of every call that started, once it is over
-    (``gateway.web.registry.CallEndHook``)."""
-    gateway = Gateway(settings, agent, on_digit, on_event, on_call_end)
+    (``gateway.web.registry.CallEndHook``). ``siblings``: the instance URLs of the other workers
+    of ``gateway serve --workers N`` (``GET /metrics`` gathers theirs)."""
+    gateway = Gateway(settings, agent, on_digit, on_event, on_call_end, siblings)
     app = Starlette(routes=gateway.routes, lifespan=gateway.lifespan)
     app.state.gateway = gateway
     return app

@@ -131,6 +131,11 @@ class Settings:
     #: While draining, new calls are sent here (a ``<Redirect>`` to another instance's voice
     #: webhook); unset: the webhook answers 503 and Twilio uses the number's fallback URL.
     drain_redirect_url: str | None = None
+    #: Where the other instances of this deployment reach this one (``http://POD_IP:8081``),
+    #: for Twilio's callbacks of a call whose stream another instance holds
+    #: (``gateway.web.routing``). With ``gateway serve --workers N``, worker ``i`` listens on
+    #: this URL's port + ``i``. Unset: a lone instance (workers then use loopback ports).
+    instance_url: str | None = None
     #: Where the gateway keeps what lasts: the SQLite call store (``calls.sqlite3``) unless
     #: ``database_url`` names PostgreSQL, and the recordings (``recordings/``). Relative to the
     #: working directory; created when first needed.
@@ -248,6 +253,7 @@ class Settings:
             tool_timeout_s=reader.seconds("GATEWAY_TOOL_TIMEOUT_S", cls.tool_timeout_s, 0, 3600),
             drain_timeout_s=reader.seconds("GATEWAY_DRAIN_TIMEOUT_S", cls.drain_timeout_s, 0, 86400),
             drain_redirect_url=reader.url("GATEWAY_DRAIN_REDIRECT_URL"),
+            instance_url=reader.instance_url("GATEWAY_INSTANCE_URL"),
             data_dir=Path(reader.optional("GATEWAY_DATA_DIR") or cls.data_dir),
             database_url=reader.database_url("GATEWAY_DATABASE_URL"),
             store_calls=reader.boolean("GATEWAY_STORE_CALLS", cls.store_calls),
@@ -340,6 +346,20 @@ class _Reader:
             parts = urlsplit(value)
             if parts.scheme not in ("https", "http") or not parts.netloc:
                 self.problems.append(f"{name}: must be an absolute http(s) URL, got {value!r}")
+                return None
+        return value
+
+    def instance_url(self, name: str) -> str | None:
+        """An ``http://host:port`` with an explicit port and no path beyond ``/``, or None."""
+        value = self.url(name)
+        if value is not None:
+            parts = urlsplit(value)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if port is None or parts.path.strip("/") or parts.query:
+                self.problems.append(f"{name}: must be http(s)://host:port with a port and no path, got {value!r}")
                 return None
         return value
 

@@ -159,3 +159,16 @@ def test_every_float_field_is_read_as_a_float_and_defaults_keep_their_type() -> 
 def test_call_token_ttl_stays_whole_seconds() -> None:
     with pytest.raises(SettingsError, match="GATEWAY_CALL_TOKEN_TTL_S: must be a whole number"):
         Settings.from_mapping({**BASE, "GATEWAY_CALL_TOKEN_TTL_S": "60.5"})
+
+
+@pytest.mark.parametrize("value", ["http://10.0.0.5", "http://10.0.0.5:8081/path", "ftp://h:1", "10.0.0.5:8081",
+                                   "http://h:8081?x=1", "http://h:99999"])
+def test_the_instance_url_must_be_an_http_address_with_a_port(value: str) -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_INSTANCE_URL"):
+        Settings.from_mapping({**BASE, "GATEWAY_INSTANCE_URL": value})
+
+
+def test_the_instance_url() -> None:
+    assert Settings.from_mapping(BASE).instance_url is None
+    s = Settings.from_mapping({**BASE, "GATEWAY_INSTANCE_URL": "http://10.0.0.5:8081/"})
+    assert s.instance_url == "http://10.0.0.5:8081/"

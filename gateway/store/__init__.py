@@ -49,6 +49,15 @@ class CallStore(Protocol):
     def schema_version(self) -> int:
         """The migration the database is at."""
 
+    def announce(self, url: str, now: float) -> None:
+        """The instance at ``url`` (``GATEWAY_INSTANCE_URL``) is alive at ``now``."""
+
+    def instances(self, since: float) -> list[str]:
+        """The instances seen at or after ``since``."""
+
+    def withdraw(self, url: str) -> None:
+        """The instance at ``url`` is gone (it shut down)."""
+
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""
 

@@ -61,6 +61,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX calls_started_at ON calls (started_at)",
         ),
     ),
+    Migration(
+        2,
+        "instances: the gateway instances sharing the store, and when each was last seen",
+        sqlite=("CREATE TABLE instances (url TEXT PRIMARY KEY, seen_at REAL NOT NULL)",),
+        postgresql=("CREATE TABLE instances (url TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",),
+    ),
 )
 
 

@@ -120,6 +120,19 @@ class PostgresStore:
         (version,) = self._run(lambda db: db.execute("SELECT MAX(version) FROM schema_version").fetchone())
         return int(version)
 
+    def announce(self, url: str, now: float) -> None:
+        self._run(lambda db: db.execute(
+            "INSERT INTO instances (url, seen_at) VALUES (%s, %s) ON CONFLICT (url) DO UPDATE SET seen_at = EXCLUDED.seen_at",
+            (url, now)))
+
+    def instances(self, since: float) -> list[str]:
+        rows = self._run(lambda db: db.execute(
+            "SELECT url FROM instances WHERE seen_at >= %s ORDER BY url", (since,)).fetchall())
+        return [url for (url,) in rows]
+
+    def withdraw(self, url: str) -> None:
+        self._run(lambda db: db.execute("DELETE FROM instances WHERE url = %s", (url,)))
+
     def close(self) -> None:
         with self._lock:
             self._drop()

@@ -89,6 +89,19 @@ class SqliteStore:
             (version,) = self._connect().execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(version)
 
+    def announce(self, url: str, now: float) -> None:
+        with self._lock:
+            self._connect().execute("INSERT OR REPLACE INTO instances (url, seen_at) VALUES (?, ?)", (url, now))
+
+    def instances(self, since: float) -> list[str]:
+        with self._lock:
+            rows = self._connect().execute("SELECT url FROM instances WHERE seen_at >= ? ORDER BY url", (since,)).fetchall()
+        return [url for (url,) in rows]
+
+    def withdraw(self, url: str) -> None:
+        with self._lock:
+            self._connect().execute("DELETE FROM instances WHERE url = ?", (url,))
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

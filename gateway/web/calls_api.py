@@ -5,7 +5,8 @@
   TwiML connects the stream back to us with the context as stream parameters, all under a
   per-call token. 201 with the call SID and our ``ref``; 400 for a bad body, 502 when Twilio
   refuses, 503 while draining.
-- ``GET /calls``: the calls in progress on this instance.
+- ``GET /calls``: the calls in progress on every instance (``gateway.web.fleet``): ``{"calls":
+  [...], "instances", "unreachable"}``, each call naming its ``instance``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from gateway.settings import Settings
 from gateway.twilio.rest import TwilioRest, TwilioRestError
 from gateway.web import twiml
 from gateway.web.drain import Drain
+from gateway.web.fleet import Fleet
+from gateway.web.peers import HINT_PARAMETER, Peers
 from gateway.web.registry import CallRegistry
 
 __all__ = ["CallsApi", "OutboundCall", "bearer_matches"]
@@ -83,13 +86,16 @@ class OutboundCall:
 
 class CallsApi:
     def __init__(
-        self, settings: Settings, tokens: CallTokens, rest: TwilioRest, registry: CallRegistry, drain: Drain
+        self, settings: Settings, tokens: CallTokens, rest: TwilioRest, registry: CallRegistry, drain: Drain,
+        peers: Peers, fleet: Fleet,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
         self.rest = rest
         self.registry = registry
         self.drain = drain
+        self.peers = peers
+        self.fleet = fleet
 
     async def place_call(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -110,20 +116,30 @@ class CallsApi:
     async def list_calls(self, request: Request) -> Response:
         if not self._authorized(request):
             return _unauthorized()
-        return JSONResponse({"calls": self.registry.in_progress(time.time())})
+        return JSONResponse(await self.fleet.live())
 
     async def dial(self, outbound: OutboundCall) -> tuple[str, str]:
         """Ask Twilio to place the call; its call SID and our ``ref`` (the token's key: the call
-        SID is not known until Twilio answers this request)."""
+        SID is not known until Twilio answers this request).
+
+        With other instances about (``GATEWAY_INSTANCE_URL``), this one is the call's home: the
+        callback URLs carry its signed hint, and the stream's parameters its address, so that
+        whichever instance holds the stream can tell it, and callbacks find the holder
+        (``gateway.web.routing``)."""
         ref = uuid.uuid4().hex
-        answer = twiml.connect_stream(self.settings, self.tokens, ref, outbound.stream_parameters(ref), now=time.time())
+        parameters = outbound.stream_parameters(ref)
+        hint = self.peers.hint()
+        if hint is not None:
+            parameters["home"] = self.peers.instance_url or ""
+        answer = twiml.connect_stream(self.settings, self.tokens, ref, parameters, now=time.time())
+        query = f"?{HINT_PARAMETER}={hint}" if hint else ""
         amd: dict[str, Any] = {}
         if self.settings.amd:
             amd = {"machine_detection": "DetectMessageEnd", "async_amd": True,
-                   "async_amd_status_callback": self.settings.public("/twilio/amd")}
+                   "async_amd_status_callback": self.settings.public("/twilio/amd") + query}
         call_sid = await self.rest.create_call(
             to=outbound.to, from_=outbound.from_, twiml=answer,
-            status_callback=self.settings.public("/twilio/status"), status_callback_event=list(STATUS_EVENTS),
+            status_callback=self.settings.public("/twilio/status") + query, status_callback_event=list(STATUS_EVENTS),
             **amd,
         )
         log.info("[call=%s] outbound call to %s placed (ref %s)", call_sid, outbound.to, ref)

@@ -4,6 +4,7 @@ for the load balancer: 503 from the moment the gateway drains)."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +24,7 @@ class Health:
         """Liveness, and the process's vital signs (for dashboards and soak runs)."""
         return JSONResponse({
             "status": "ok",
+            "pid": os.getpid(),  # which worker of gateway serve --workers N answered
             "active_calls": len(self.registry.calls),
             "finished_calls": len(self.registry.finished),
             "tasks": len(asyncio.all_tasks()),

@@ -4,7 +4,8 @@
   arrives, the first moment its call SID is known);
 - the records of the most recently finished calls (refused streams included);
 - Twilio's status callbacks by call SID, and answering-machine results that arrived before
-  their stream started (AMD can finish before the ``start`` message reaches us).
+  their stream started (AMD can finish before the ``start`` message reaches us);
+- the calls this instance is the home of that another instance holds (``gateway.web.routing``).
 
 Everything kept for finished calls is bounded: a process that runs for weeks keeps the last
 ``RECENT_CALLS`` of each.
@@ -60,8 +61,11 @@ class CallWiring:
 
 
 class CallRegistry:
-    def __init__(self, recent: int = RECENT_CALLS, on_ended: Callable[[CallRecord], None] | None = None) -> None:
+    def __init__(self, recent: int = RECENT_CALLS, on_ended: Callable[[CallRecord], None] | None = None,
+                 on_started: Callable[[CallRunner], None] | None = None) -> None:
         self.recent = recent
+        #: Told every call whose ``start`` arrived, at once (the router: its home): must be quick.
+        self.on_started = on_started
         #: Told every finished stream's record at once (the gateway's metrics): must be quick.
         self.on_ended = on_ended
         #: Stream SID -> call in progress.
@@ -72,6 +76,8 @@ class CallRegistry:
         self.statuses: collections.OrderedDict[str, list[dict[str, str]]] = collections.OrderedDict()
         #: Answering-machine results that arrived before their stream started, by call SID.
         self.early_amd: collections.OrderedDict[str, str] = collections.OrderedDict()
+        #: Calls this instance is the home of, held by another instance: call SID -> its URL.
+        self.held_elsewhere: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     async def run(self, websocket: WebSocket, wiring: CallWiring) -> None:
         """One call on an accepted Media Streams socket, until it is over: in ``calls`` from its
@@ -100,6 +106,8 @@ class CallRegistry:
         answered_by = self.early_amd.pop(call.call_sid, None)
         if answered_by is not None:
             call.answered_by(answered_by)
+        if self.on_started is not None:
+            self.on_started(call)
 
     def ended(self, call: CallRunner) -> None:
         self.calls.pop(call.record.stream_sid, None)
@@ -114,26 +122,38 @@ class CallRegistry:
         """The call in progress with this call SID."""
         return next((c for c in self.calls.values() if c.call_sid == call_sid), None)
 
-    def twilio_status(self, call_sid: str, status: str, duration_s: str | None = None) -> None:
-        """A status callback: kept by call SID, and noted in the call's record if in progress."""
+    def ended_recently(self, call_sid: str) -> bool:
+        """Whether a call with this SID finished here lately (its record is in ``finished``)."""
+        return any(record.call_sid == call_sid for record in self.finished)
+
+    def twilio_status(self, call_sid: str, status: str, duration_s: str | None = None) -> str:
+        """A status callback: kept by call SID, and noted in the call's record if in progress.
+        Says which."""
         entry = {"status": status, "at": str(round(time.time(), 3))}
         if duration_s is not None:
             entry["duration_s"] = duration_s
         self.statuses.setdefault(call_sid, []).append(entry)
         self.statuses.move_to_end(call_sid)
-        self._trim(self.statuses)
+        self.trim(self.statuses)
         call = self.find(call_sid)
-        if call is not None:
-            call.twilio_status(status)
+        if call is None:
+            return "kept"
+        call.twilio_status(status)
+        return "told the call"
 
-    def answered_by(self, call_sid: str, answered_by: str) -> None:
-        """An answering-machine result: told to the call, or kept until its stream starts."""
+    def answered_by(self, call_sid: str, answered_by: str) -> str:
+        """An answering-machine result: told to the call, or kept until its stream starts
+        (dropped if the call has ended). Says which."""
         call = self.find(call_sid)
         if call is not None:
             call.answered_by(answered_by)
-        else:
-            self.early_amd[call_sid] = answered_by
-            self._trim(self.early_amd)
+            return "told the call"
+        if self.ended_recently(call_sid):
+            log.info("[call=%s] answering-machine result %r came after the call ended: dropped", call_sid, answered_by)
+            return "dropped: the call has ended"
+        self.early_amd[call_sid] = answered_by
+        self.trim(self.early_amd)
+        return "kept until the stream starts"
 
     def in_progress(self, now: float) -> list[dict[str, object]]:
         """The calls in progress, as ``GET /calls`` lists them."""
@@ -146,7 +166,7 @@ class CallRegistry:
             for c in self.calls.values()
         ]
 
-    def _trim(self, recent: collections.OrderedDict[str, Any]) -> None:
+    def trim(self, recent: collections.OrderedDict[str, Any]) -> None:
         """Keep the ``recent`` most recently touched entries."""
         while len(recent) > self.recent:
             recent.popitem(last=False)

@@ -7,6 +7,9 @@
 - ``POST /twilio/status``: a call's status callback, kept with the call.
 - ``POST /twilio/amd``: answering-machine detection's result (outbound calls): the agent is told
   who answered.
+
+Both callbacks go to the instance holding the call's stream (``gateway.web.routing``), led by
+the owner hint in their URL's query (``gateway.web.peers.HINT_PARAMETER``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from gateway.security import CallTokens
 from gateway.settings import Settings
 from gateway.web import twiml
 from gateway.web.drain import Drain
+from gateway.web.peers import HINT_PARAMETER
 from gateway.web.registry import CallRegistry
+from gateway.web.routing import CallRouter
 from gateway.web.twilio_forms import FormRefused, TwilioForms
 
 __all__ = ["TwilioWebhooks"]
@@ -33,13 +38,15 @@ _XML = "application/xml"
 
 class TwilioWebhooks:
     def __init__(
-        self, settings: Settings, forms: TwilioForms, tokens: CallTokens, registry: CallRegistry, drain: Drain
+        self, settings: Settings, forms: TwilioForms, tokens: CallTokens, registry: CallRegistry, drain: Drain,
+        router: CallRouter,
     ) -> None:
         self.settings = settings
         self.forms = forms
         self.tokens = tokens
         self.registry = registry
         self.drain = drain
+        self.router = router
 
     async def voice(self, request: Request) -> Response:
         try:
@@ -68,9 +75,8 @@ class TwilioWebhooks:
             form = await self.forms.read(request, required=("CallSid", "CallStatus"))
         except FormRefused as refused:
             return refused.response()
-        call_sid, status = form["CallSid"], form["CallStatus"]
-        self.registry.twilio_status(call_sid, status, form.get("CallDuration"))
-        log.info("[call=%s] Twilio status: %s", call_sid, status)
+        outcome = await self.router.callback("status", form, request.query_params.get(HINT_PARAMETER))
+        log.info("[call=%s] Twilio status: %s (%s)", form["CallSid"], form["CallStatus"], outcome)
         return PlainTextResponse("", status_code=204)
 
     async def amd(self, request: Request) -> Response:
@@ -78,7 +84,6 @@ class TwilioWebhooks:
             form = await self.forms.read(request, required=("CallSid", "AnsweredBy"))
         except FormRefused as refused:
             return refused.response()
-        call_sid, answered_by = form["CallSid"], form["AnsweredBy"]
-        log.info("[call=%s] answered by: %s", call_sid, answered_by)
-        self.registry.answered_by(call_sid, answered_by)
+        outcome = await self.router.callback("amd", form, request.query_params.get(HINT_PARAMETER))
+        log.info("[call=%s] answered by: %s (%s)", form["CallSid"], form["AnsweredBy"], outcome)
         return PlainTextResponse("", status_code=204)

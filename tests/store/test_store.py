@@ -158,19 +158,30 @@ def test_a_database_url_that_is_not_postgresql_is_refused_at_start(url: str) -> 
 
 
 def test_a_new_migration_is_applied_once_to_a_database_that_has_the_older_ones(store, monkeypatch) -> None:
-    """A database at version 1 with calls in it meets code with a migration 2: opening the
-    store applies 2 (only), the calls stay, and opening it again applies nothing."""
+    """A database at the latest version with calls in it meets code with one more migration:
+    opening the store applies it (only), the calls stay, and opening it again applies nothing."""
     from gateway.store import migrations
 
     store.save(stored_call(finished_call()))
     store.close()
+    next_version = migrations.latest() + 1
     added = migrations.Migration(
-        2, "calls: a column for a later feature",
+        next_version, "calls: a column for a later feature",
         sqlite=("ALTER TABLE calls ADD COLUMN region TEXT",),
         postgresql=("ALTER TABLE calls ADD COLUMN region TEXT",),
     )
     monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, added))
-    assert store.schema_version() == 2  # applied on connecting
+    assert store.schema_version() == next_version  # applied on connecting
     assert store.get("CA1")["agent"] == "Ava"
     store.close()
-    assert store.schema_version() == 2  # ALTER TABLE again would have failed
+    assert store.schema_version() == next_version  # ALTER TABLE again would have failed
+
+
+def test_instances_announce_themselves_and_the_stale_ones_are_left_out(store) -> None:
+    store.announce("http://10.0.0.5:8081", now=1000.0)
+    store.announce("http://10.0.0.6:8081", now=1000.0)
+    store.announce("http://10.0.0.5:8081", now=1060.0)  # seen again
+    assert store.instances(since=1000.0) == ["http://10.0.0.5:8081", "http://10.0.0.6:8081"]
+    assert store.instances(since=1030.0) == ["http://10.0.0.5:8081"]
+    store.withdraw("http://10.0.0.5:8081")
+    assert store.instances(since=0.0) == ["http://10.0.0.6:8081"]

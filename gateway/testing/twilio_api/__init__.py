@@ -67,7 +67,9 @@ builds them, form-encoded bodies, Twilio-shaped JSON answers; see ``resources.py
 - *TwiML*: ``<Connect><Stream url>`` connects a ``TwilioCaller``
   (``gateway.testing.caller``) to the stream, with the ``<Parameter>``s, the call's
   CallSid and AccountSid, the handshake signed over the URL as written; ``connect_url=fn``
-  maps that URL to one reachable in the test (``speed`` is the caller's). It is
+  maps that URL to one reachable in the test (``speed`` is the caller's); ``deliver_via=fn``
+  picks, for each request to the application, the instance it really reaches (a load
+  balancer's pick: scheme, host and port), the URL and its signature unchanged. It is
   ``call.caller``: make the person on the phone speak, press keys, listen. When the
   application closes the stream, the next verb runs. ``<Dial>`` records its targets in
   ``call.dialed`` and holds the call (the far party is not simulated) until it is hung up;

@@ -68,6 +68,7 @@ class Behaviour:
     answer: Answer | None = None
     amd_after_s: float = 0.0
     connect_url: Callable[[str], str] | None = None
+    deliver_via: Callable[[str], str | None] | None = None
     speed: float = 1.0
 
 
@@ -516,7 +517,8 @@ class FakeCall:
             await self._deliver("status", self.status_callback, form, self.status_callback_method)
 
     async def _deliver(self, kind: CallbackKind, url: str, form: dict[str, str], method: str) -> Callback:
-        callback = await deliver(kind, url, form, self._behaviour.auth_token, method)
+        via = self._behaviour.deliver_via(url) if self._behaviour.deliver_via else None
+        callback = await deliver(kind, url, form, self._behaviour.auth_token, method, via=via)
         self.callbacks.append(callback)
         if not callback.ok:
             # Twilio's debugger: 11200 when it could not get TwiML, 15003 for a callback.

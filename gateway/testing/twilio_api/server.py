@@ -105,6 +105,7 @@ class FakeTwilio:
         answer: Answer | None = None,
         amd_after_s: float = 0.0,
         connect_url: Callable[[str], str] | None = None,
+        deliver_via: Callable[[str], str | None] | None = None,
         speed: float = 1.0,
         latency_s: float = 0.0,
         host: str = "127.0.0.1",
@@ -118,6 +119,7 @@ class FakeTwilio:
             answer=answer,
             amd_after_s=amd_after_s,
             connect_url=connect_url,
+            deliver_via=deliver_via,
             speed=speed,
         )
         #: Every API answer waits this long first (set it any time).

@@ -52,10 +52,13 @@ class Callback:
 
 
 async def deliver(
-    kind: CallbackKind, url: str, form: Mapping[str, str], auth_token: str, method: str = "POST"
+    kind: CallbackKind, url: str, form: Mapping[str, str], auth_token: str, method: str = "POST",
+    via: str | None = None,
 ) -> Callback:
     """Send ``form`` to ``url`` as Twilio does, signed; never raises (failures are recorded).
-    The blocking ``urllib`` request runs in a thread."""
+    ``via``: where the request really goes, its scheme, host and port (the instance a load
+    balancer picked), while the path, the query and the signature are ``url``'s. The blocking
+    ``urllib`` request runs in a thread."""
     method = method.upper()
     form = dict(form)
     if method == "GET":
@@ -65,6 +68,9 @@ async def deliver(
     else:
         target, signed_params, data = url, form, urllib.parse.urlencode(form).encode()
     signature = TwilioSignatures(auth_token).sign(target, signed_params)
+    if via is not None:
+        split, there = urllib.parse.urlsplit(target), urllib.parse.urlsplit(via)
+        target = split._replace(scheme=there.scheme, netloc=there.netloc).geturl()
     callback = Callback(kind, url, method, form, signature)
     headers = {**_HEADERS, "X-Twilio-Signature": signature}
     if data is not None:

@@ -28,6 +28,7 @@ from gateway.recording import stored_recording
 from gateway.settings import Settings
 from gateway.store import CallStore
 from gateway.store.stored import stored_call, summary
+from gateway.web.fleet import Fleet
 from gateway.web.registry import CallRegistry
 
 __all__ = ["ConsoleCalls", "Listing", "recording_file"]
@@ -50,18 +51,23 @@ def recording_file(data_dir: Path, relative: object) -> Path | None:
 
 
 class ConsoleCalls:
-    def __init__(self, settings: Settings, registry: CallRegistry, store: CallStore | None) -> None:
+    def __init__(self, settings: Settings, registry: CallRegistry, store: CallStore | None,
+                 fleet: Fleet | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store
+        #: Every instance's calls in progress (``gateway.web.fleet``); None: this one's only.
+        self.fleet = fleet
         self._timelines: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._drawing = asyncio.Lock()  # one picture at a time: each takes a core for a while
 
     # --- Live -----------------------------------------------------------------------------------
 
-    def live(self, now: float) -> dict[str, Any]:
-        """The calls in progress on this instance (``CallRegistry.in_progress``)."""
-        return {"now": round(now, 3), "calls": self.registry.in_progress(now)}
+    async def live(self, now: float) -> dict[str, Any]:
+        """The calls in progress, on every instance (``Fleet.live``)."""
+        if self.fleet is None:
+            return {"now": round(now, 3), "calls": self.registry.in_progress(now)}
+        return {"now": round(now, 3), **await self.fleet.live(now)}
 
     # --- Finished -------------------------------------------------------------------------------
 

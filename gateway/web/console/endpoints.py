@@ -24,6 +24,7 @@ from gateway.store import CallStore
 from gateway.web.console.assets import CONTENT_SECURITY_POLICY, Assets
 from gateway.web.console.calls import ConsoleCalls
 from gateway.web.console.sessions import LoginThrottle, SessionTokens
+from gateway.web.fleet import Fleet
 from gateway.web.registry import CallRegistry
 from gateway.web.twilio_forms import FormRefused, parse_form
 
@@ -58,11 +59,12 @@ class Console:
     """``routes()``: the console under ``/console``. Without ``GATEWAY_API_KEY`` every console
     path answers 404, saying how to turn it on."""
 
-    def __init__(self, settings: Settings, registry: CallRegistry, store: CallStore | None) -> None:
+    def __init__(self, settings: Settings, registry: CallRegistry, store: CallStore | None,
+                 fleet: Fleet | None = None) -> None:
         self.settings = settings
         self.sessions = SessionTokens(settings.api_key) if settings.api_key else None
         self.throttle = LoginThrottle()
-        self.calls = ConsoleCalls(settings, registry, store)
+        self.calls = ConsoleCalls(settings, registry, store, fleet)
         self.assets = Assets()
         self.secure_cookie = settings.public_url.lower().startswith("https:")
 
@@ -227,7 +229,7 @@ class Console:
 
     async def live(self, request: Request) -> Response:
         """The calls in progress now; the page asks every second."""
-        return JSONResponse(self.calls.live(time.time()), headers=_DATA_HEADERS)
+        return JSONResponse(await self.calls.live(time.time()), headers=_DATA_HEADERS)
 
     async def recent(self, request: Request) -> Response:
         try:
