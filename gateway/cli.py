@@ -52,8 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(see .env.example).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    serve.add_argument("--port", type=int, default=None,
+                       help="port to bind (default: $PORT, as containers and platforms set it, else 8080)")
     serve.add_argument("--env-file", default=".env", metavar="PATH", help=_ENV_FILE_HELP)
+    serve.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="processes serving the port, drained together on SIGTERM (default: one per core; "
+                            "see gateway.workers)")
     serve.set_defaults(handler=_serve)
 
     realtime = commands.add_parser(
@@ -178,30 +182,88 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     # Per-frame matrices are tiny: BLAS threads only add contention across hundreds of calls.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from gateway.app import create_app
-    from gateway.serving import DrainingServer, uvicorn_config
-    from gateway.settings import Settings, SettingsError
+    import dataclasses
+    import socket
 
+    from gateway.settings import Settings, SettingsError
+    from gateway.workers import Supervisor, default_workers, listen, worker_part
+
+    if args.port is None:
+        port = os.environ.get("PORT", "8080")
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            print(f"gateway: PORT must be a port number, got {port!r}", file=sys.stderr)
+            return 2
+        args.port = int(port)
     try:
         settings = Settings.from_env(env_file=args.env_file)
-        app = create_app(settings)
-    except (SettingsError, ValueError) as exc:
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    part = worker_part()
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        print("gateway: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if part is None and workers > 1:  # the supervisor: it serves nothing itself
+        _configure_logging(settings.log_level, settings.log_format)
+        argv = ["--host", args.host, "--port", str(args.port), "--env-file", args.env_file]
+        try:
+            supervisor = Supervisor(argv, workers, args.host, args.port, settings.instance_url)
+        except OSError as exc:
+            print(f"gateway: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 2
+        return supervisor.run()
+
+    sockets: list[socket.socket] | None = None
+    siblings: tuple[str, ...] = ()
+    if part is not None:  # a worker: the supervisor's sockets, its own address
+        sockets = [socket.socket(fileno=fd) for fd in part.fds]
+        settings = dataclasses.replace(settings, instance_url=part.instance_url)
+        siblings = part.siblings
+    elif settings.instance_url is not None:  # one process, reached by others at its own port
+        from urllib.parse import urlsplit
+
+        internal_port = urlsplit(settings.instance_url).port
+        if internal_port != args.port:
+            try:
+                sockets = [listen(args.host, args.port), listen(args.host, internal_port or 0)]
+            except OSError as exc:
+                print(f"gateway: cannot listen: {exc}", file=sys.stderr)
+                return 2
+    from gateway.app import create_app
+    from gateway.serving import DrainingServer, uvicorn_config
+
+    try:
+        app = create_app(settings, siblings=siblings)
+    except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level, settings.log_format)
     # log_config=None: uvicorn's default config (uvicorn.config.LOGGING_CONFIG) gives its loggers
     # their own handlers and formats and stops them propagating; without it, uvicorn.error and
     # uvicorn.access lines reach the root handler above, in the gateway's one format.
-    if settings.metrics_port is not None and settings.metrics:
-        from prometheus_client import start_http_server
-
-        # A thread of prometheus_client's own: scrapes never touch the event loop.
-        server, _ = start_http_server(settings.metrics_port, addr=args.host, registry=app.state.gateway.metrics.registry)
-        logging.getLogger("gateway.app").info("metrics on http://%s:%d/metrics", args.host, server.server_port)
+    if settings.metrics_port is not None and settings.metrics and (part is None or part.index == 0):
+        # A thread of prometheus_client's own: scrapes never touch the event loop. With
+        # workers, the first serves it, for all (gathered in that thread).
+        _serve_metrics_port(app.state.gateway, args.host, settings.metrics_port)
     config = uvicorn_config(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
                             log_config=None)
-    DrainingServer(config, app.state.gateway, settings.drain_timeout_s).run()
+    DrainingServer(config, app.state.gateway, settings.drain_timeout_s).run(sockets=sockets)
     return 0
+
+
+def _serve_metrics_port(gateway, host: str, port: int) -> None:  # noqa: ANN001 - gateway.app.Gateway
+    from prometheus_client import start_http_server
+
+    from gateway.metrics import gathered_registry
+
+    peers = gateway.peers
+    registry = gateway.metrics.registry
+    if peers.siblings:
+        registry = gathered_registry(gateway.metrics, lambda: [text for url in peers.siblings
+                                                               if (text := peers.fetch(url, "/internal/v1/metrics"))])
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    logging.getLogger("gateway.app").info("metrics on http://%s:%d/metrics", host, server.server_port)
 
 
 def _realtime_server(args: argparse.Namespace) -> int:

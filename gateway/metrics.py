@@ -20,6 +20,11 @@ The names are the figures docs/ and the demo talk about:
 | ``gateway_stream_errors_total{close_code}`` | streams the gateway closed with an error code |
 | ``gateway_frames_dropped_total{direction}`` | ``in``: caller frames dropped from a full pre-connect buffer; ``out``: agent frames dropped after a barge-in |
 | ``gateway_event_loop_lag_seconds`` | how late the event loop runs a timer (``LoopLag``) |
+
+With ``gateway serve --workers N`` each worker keeps its own; ``GET /metrics`` on any of them
+gathers the others' (``/internal/v1/metrics``) and reports the sums (``merge``): the counts,
+the histograms' buckets and the active calls add up; ``gateway_draining`` is the largest.
+A worker that does not answer is left out, and ``gateway_workers_answering`` says how many did.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import math
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.audio import AudioMode
 from gateway.bridge.agents import tool_outcome
@@ -36,7 +43,7 @@ from gateway.bridge.ending import CLOSE_NORMAL, close_code
 from gateway.bridge.events import BargeIn, CallEnded, CallStarted, FirstAudio, ModelConnected, ModelReconnected, ToolReturned
 from gateway.bridge.record import CallRecord
 
-__all__ = ["CONTENT_TYPE", "LoopLag", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LoopLag", "Metrics", "gathered_registry", "merge"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 INF = float("inf")
@@ -109,6 +116,63 @@ class Metrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+#: Gauges whose sum across workers means nothing: the largest is reported.
+_LARGEST = frozenset({"gateway_draining"})
+
+
+def merge(texts: list[bytes]) -> bytes:
+    """Several workers' metrics (Prometheus text format) as one: every sample with the same
+    name and labels summed (the largest for ``_LARGEST``, the earliest for a ``_created``
+    time), plus ``gateway_workers_answering``."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text.decode()):
+            families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+            into = values.setdefault(family.name, {})
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in into:
+                    into[key] = sample.value
+                elif sample.name.endswith("_created"):
+                    into[key] = min(into[key], sample.value)
+                elif family.name in _LARGEST:
+                    into[key] = max(into[key], sample.value)
+                else:
+                    into[key] += sample.value
+    for name, family in families.items():
+        for (sample_name, labels), value in values[name].items():
+            family.add_sample(sample_name, dict(labels), value)
+    answering = Metric("gateway_workers_answering", "Workers whose metrics are in this report.", "gauge")
+    answering.add_sample("gateway_workers_answering", {}, float(len(texts)))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([*families.values(), answering]))
+    return generate_latest(registry)
+
+
+def gathered_registry(metrics: Metrics, siblings: Callable[[], list[bytes]]) -> CollectorRegistry:
+    """For ``GATEWAY_METRICS_PORT``'s server thread: ``metrics`` and, when scraped,
+    ``siblings()`` (the other workers' texts, fetched in that thread), merged."""
+
+    class _Gathered:
+        def collect(self) -> list[Metric]:
+            return list(text_string_to_metric_families(merge([metrics.text(), *siblings()]).decode()))
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Gathered())
+    return registry
+
+
+class _Families:
+    """A collector of metric families already made."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 class LoopLag:

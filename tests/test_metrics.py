@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.audio import AudioMode
@@ -77,3 +79,37 @@ async def test_the_loop_lag_probe_observes_a_blocked_loop() -> None:
     assert got[("gateway_event_loop_lag_seconds_count", ())] >= 1
     assert got[("gateway_event_loop_lag_seconds_bucket", (("le", "0.02"),))] < got[
         ("gateway_event_loop_lag_seconds_count", ())]
+
+
+def test_workers_metrics_merge_into_one_report() -> None:
+    from gateway.metrics import merge
+
+    a = Metrics(AudioMode.PCM16, active=lambda: 2, draining=lambda: False)
+    b = Metrics(AudioMode.PCM16, active=lambda: 3, draining=lambda: True)
+    a.clear.observe(0.004)
+    b.clear.observe(0.004)
+    b.clear.observe(0.2)
+    a.calls.labels("inbound", "hangup").inc()
+    b.calls.labels("inbound", "hangup").inc(2)
+    b.calls.labels("outbound", "transferred").inc()
+    merged: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    created = {}
+    for family in text_string_to_metric_families(merge([a.text(), b.text()]).decode()):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in merged  # one sample per name and labels
+            merged[key] = sample.value
+            if sample.name.endswith("_created"):
+                created[key] = sample.value
+    mine, theirs = samples(a), samples(b)
+    assert merged[("gateway_active_calls", ())] == 5
+    assert merged[("gateway_draining", ())] == 1  # the largest, not the sum
+    assert merged[("gateway_workers_answering", ())] == 2
+    assert merged[("gateway_calls_total", (("direction", "inbound"), ("end_reason", "hangup")))] == 3
+    assert merged[("gateway_calls_total", (("direction", "outbound"), ("end_reason", "transferred")))] == 1
+    assert merged[("gateway_barge_in_clear_seconds_count", ())] == 3
+    assert merged[("gateway_barge_in_clear_seconds_bucket", (("le", "0.005"),))] == 2
+    assert merged[("gateway_barge_in_clear_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert merged[("gateway_barge_in_clear_seconds_sum", ())] == pytest.approx(0.208)
+    key = ("gateway_calls_created", (("direction", "inbound"), ("end_reason", "hangup")))
+    assert created[key] == min(mine[key], theirs[key])  # the earliest, not a sum of times
