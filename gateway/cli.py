@@ -367,12 +367,17 @@ def _calls_live(args: argparse.Namespace) -> int:
         print(f"gateway: {status}: {body.get('error', body)}", file=sys.stderr)
         return 1
     rows = body["calls"]
+    for url in body.get("unreachable", []):
+        print(f"gateway: instance {url} did not answer: its calls are not listed", file=sys.stderr)
     if not rows:
         print("no calls in progress")
         return 0
-    print(f"{'CALL SID':<36} {'DIR':<9} {'FROM':<16} {'TO':<16} {'AGENT':<20} {'DURATION':>8}")
+    several = body.get("instances", 1) > 1
+    print(f"{'CALL SID':<36} {'DIR':<9} {'FROM':<16} {'TO':<16} {'AGENT':<20} {'DURATION':>8}"
+          + ("  INSTANCE" if several else ""))
     for c in rows:
-        print(f"{c['call_sid']:<36} {c['direction']:<9} {c['from']:<16} {c['to']:<16} {c['agent']:<20} {c['duration_s']:>7.0f}s")
+        print(f"{c['call_sid']:<36} {c['direction']:<9} {c['from']:<16} {c['to']:<16} {c['agent']:<20} {c['duration_s']:>7.0f}s"
+              + (f"  {c.get('instance') or '-'}" if several else ""))
     return 0
 
 

@@ -154,7 +154,7 @@ def _serve(tmp_path: Path, **settings: str) -> _Process:
         OPENAI_REALTIME_URL="ws://127.0.0.1:9/v1/realtime",  # never dialled: no call is made
         **settings,
     )
-    return _Process("serve", "--host", "127.0.0.1", "--port", "0", "--env-file", str(tmp_path / "none.env"),
+    return _Process("serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--env-file", str(tmp_path / "none.env"),
                     env=env, cwd=tmp_path, with_stdout=True)
 
 

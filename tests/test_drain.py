@@ -42,7 +42,7 @@ async def start_gateway(realtime_url: str, **extra: str) -> tuple[subprocess.Pop
         **extra,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--env-file", os.devnull],
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "1", "--env-file", os.devnull],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     async with httpx.AsyncClient() as client:

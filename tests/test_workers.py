@@ -134,14 +134,16 @@ async def wait_exit(process: subprocess.Popen[str], timeout: float) -> int:
 
 async def test_two_workers_serve_one_port_report_together_and_drain_together() -> None:
     script = [Reply("Hello there.", duration_ms=400), Reply("Hello there.", duration_ms=400)]
-    async with RealtimeServer(script) as realtime, serve_workers(2, realtime.url) as workers:
+    metrics_port = free_ports(1)
+    async with RealtimeServer(script) as realtime, \
+            serve_workers(2, realtime.url, GATEWAY_METRICS_PORT=str(metrics_port)) as workers:
         pids = await until_answering(workers, 5)
         callers = [await call_worker(workers, 0), await call_worker(workers, 1)]
         for caller in callers:
             await caller.wait_heard(400)
         async with httpx.AsyncClient() as client:
-            # Any worker's /metrics (here, whichever the shared port picks) reports both.
-            text = (await client.get(workers.url + "/metrics")).text
+            # The metrics port (the first worker's) reports both workers' calls.
+            text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
             per_worker = [(await client.get(w + "/healthz")).json()["active_calls"] for w in workers.workers]
             workers.process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 5
@@ -173,10 +175,14 @@ async def test_a_worker_that_dies_is_replaced_and_the_others_go_on() -> None:
         os.kill(victim, signal.SIGKILL)
         pids = await until_answering(workers, 30, but_not={victim})
         assert caller.closed_at is None  # worker 0's call did not notice
+        async with httpx.AsyncClient() as client:  # each worker's /metrics reports both, the new one too
+            texts = [(await client.get(w + "/metrics")).text for w in workers.workers]
         await caller.hang_up()
         workers.process.send_signal(signal.SIGTERM)
         status = await wait_exit(workers.process, 15)
     assert victim not in pids
+    assert [metric(t, "gateway_active_calls") for t in texts] == [1, 1]
+    assert [metric(t, "gateway_workers_answering") for t in texts] == [2, 2]
     assert status == 0
     assert f"worker 1 exited unexpectedly (status -{int(signal.SIGKILL)})" in workers.log()
 
