@@ -210,17 +210,23 @@ async def place_outbound(worker: str) -> str:
     return response.json()["call_sid"]
 
 
+async def placed_on_0_streamed_to_1(workers: Workers, realtime: RealtimeServer, twilio: FakeTwilio, lb: dict):
+    """An outbound call placed on worker 0 (its home), its stream on worker 1 and its callbacks
+    landing on worker 2: ``(call, model connection)``."""
+    lb["stream"], lb["callbacks"] = 1, 2
+    call_sid = await place_outbound(workers.workers[0])
+    conn = await realtime.wait_for_connection(timeout=10)
+    return twilio.calls[call_sid], conn
+
+
 async def test_an_answering_machine_result_landing_on_another_worker_reaches_the_agent() -> None:
     """Placed on worker 0 (its home), streamed to worker 1, the result lands on worker 2."""
     async with outbound_deployment(3, {"answered_by": "machine_end_beep", "amd_after_s": 0.5}) as (
             workers, realtime, twilio, lb):
-        lb["stream"], lb["callbacks"] = 1, 2
-        call_sid = await place_outbound(workers.workers[0])
-        conn = await realtime.wait_for_connection(timeout=10)
+        call, conn = await placed_on_0_streamed_to_1(workers, realtime, twilio, lb)
         await conn.wait_until(lambda: conn.user_messages, timeout=10)
-        call = twilio.calls[call_sid]
         await call.hang_up()
-    log = workers.log()
+    log, call_sid = workers.log(), call.sid
     assert "answering machine" in conn.user_messages[0].text
     assert [c.status for c in call.callbacks if c.kind == "amd"] == [204]
     assert f"[call={call_sid}] held by {workers.workers[1]}" in log
@@ -231,10 +237,7 @@ async def test_a_home_worker_that_died_is_replaced_and_the_result_still_finds_th
     """The home's replacement forgot who holds the call: it asks its siblings."""
     async with outbound_deployment(3, {"answered_by": "machine_end_beep", "amd_after_s": 60}) as (
             workers, realtime, twilio, lb):
-        lb["stream"], lb["callbacks"] = 1, 2
-        call_sid = await place_outbound(workers.workers[0])
-        conn = await realtime.wait_for_connection(timeout=10)
-        call = twilio.calls[call_sid]
+        call, conn = await placed_on_0_streamed_to_1(workers, realtime, twilio, lb)
         await call.caller.wait_heard(300)
         home = await workers.pid(0)
         os.kill(home, signal.SIGKILL)
@@ -242,7 +245,7 @@ async def test_a_home_worker_that_died_is_replaced_and_the_result_still_finds_th
         from gateway.testing.twilio_api.webhooks import deliver
 
         answer = await deliver("amd", call.async_amd_status_callback,
-                               {"CallSid": call_sid, "AccountSid": ACCOUNT_SID, "AnsweredBy": "machine_end_beep"},
+                               {"CallSid": call.sid, "AccountSid": ACCOUNT_SID, "AnsweredBy": "machine_end_beep"},
                                AUTH_TOKEN, via=workers.workers[2])
         await conn.wait_until(lambda: conn.user_messages, timeout=10)
         await call.hang_up()

@@ -69,6 +69,22 @@ async def place_outbound(server: GatewayServer) -> str:
     return response.json()["call_sid"]
 
 
+async def placed_and_held(lb: Lb, twilio: FakeTwilio):
+    """An outbound call placed on instance 0 (its home), its stream on 1, its callbacks
+    landing on 2: ``(home, holder, landing, call)`` once the holder has it."""
+    home, holder, landing = lb.servers
+    lb.stream, lb.callbacks = 1, 2
+    call = twilio.calls[await place_outbound(home)]
+    await held(holder, call.sid)
+    return home, holder, landing, call
+
+
+async def send_amd(call, answered_by: str, via: GatewayServer):
+    """An answering-machine result for ``call``, as Twilio sends it, reaching ``via``."""
+    form = {"CallSid": call.sid, "AccountSid": ACCOUNT_SID, "AnsweredBy": answered_by}
+    return await deliver("amd", call.async_amd_status_callback, form, AUTH_TOKEN, via=via.url)
+
+
 async def held(server: GatewayServer, call_sid: str, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while gateway_of(server).registry.find(call_sid) is None:
@@ -118,8 +134,7 @@ async def test_a_result_that_comes_before_the_stream_starts_waits_at_the_home() 
         call = twilio.calls[call_sid]
         # Twilio's own result would come a minute after the answer: send one now, as Twilio
         # would, before the stream exists anywhere.
-        early = await deliver("amd", call.async_amd_status_callback, {"CallSid": call_sid, "AccountSid": ACCOUNT_SID,
-                              "AnsweredBy": "machine_start"}, AUTH_TOKEN, via=landing.url)
+        early = await send_amd(call, "machine_start", via=landing)
         assert early.status == 204
         assert gateway_of(home).registry.early_amd == {call_sid: "machine_start"}
         release.set()
@@ -134,18 +149,13 @@ async def test_a_result_that_comes_before_the_stream_starts_waits_at_the_home() 
 async def test_a_result_for_a_call_that_has_ended_is_dropped_where_it_was_held(caplog) -> None:
     caplog.set_level(logging.INFO, "gateway")
     async with deployment(script=[Reply("Hello?", duration_ms=300)], amd_after_s=60) as (lb, realtime, twilio):
-        home, holder, landing = lb.servers
-        lb.stream, lb.callbacks = 1, 2
-        call_sid = await place_outbound(home)
-        call = twilio.calls[call_sid]
-        await held(holder, call_sid)
+        home, holder, landing, call = await placed_and_held(lb, twilio)
         await call.caller.wait_heard(300)
         await call.hang_up()
         async with asyncio.timeout(10):
-            while gateway_of(holder).registry.find(call_sid) is not None:
+            while gateway_of(holder).registry.find(call.sid) is not None:
                 await asyncio.sleep(0.01)
-        late = await deliver("amd", call.async_amd_status_callback, {"CallSid": call_sid, "AccountSid": ACCOUNT_SID,
-                             "AnsweredBy": "human"}, AUTH_TOKEN, via=landing.url)
+        late = await send_amd(call, "human", via=landing)
     assert late.status == 204
     assert f"forwarded to its holder {holder.url}: dropped: the call has ended" in caplog.text
     assert all(not gateway_of(s).registry.early_amd for s in lb.servers)  # kept nowhere
@@ -180,21 +190,16 @@ async def test_a_forged_hint_is_not_followed(caplog) -> None:
 
 async def test_a_home_that_is_gone_is_passed_over(caplog) -> None:
     async with deployment(script=[Reply("Hello?", duration_ms=300)], amd_after_s=60) as (lb, realtime, twilio):
-        home, holder, landing = lb.servers
-        lb.stream, lb.callbacks = 1, 2
-        call_sid = await place_outbound(home)
-        call = twilio.calls[call_sid]
-        await held(holder, call_sid)
+        home, holder, landing, call = await placed_and_held(lb, twilio)
         await home.close()  # the home dies; the call goes on at its holder
-        answer = await deliver("amd", call.async_amd_status_callback, {"CallSid": call_sid, "AccountSid": ACCOUNT_SID,
-                               "AnsweredBy": "machine_end_silence"}, AUTH_TOKEN, via=landing.url)
-        still_held = gateway_of(holder).registry.find(call_sid) is not None
+        answer = await send_amd(call, "machine_end_silence", via=landing)
+        still_held = gateway_of(holder).registry.find(call.sid) is not None
         await call.hang_up()
     assert answer.status == 204
     assert still_held
     assert f"its home {home.url} could not be reached" in caplog.text
     # Without sibling workers to ask, the result stays where it landed (docs/deploy.md).
-    assert gateway_of(landing).registry.early_amd == {call_sid: "machine_end_silence"}
+    assert gateway_of(landing).registry.early_amd == {call.sid: "machine_end_silence"}
 
 
 async def test_the_internal_endpoints_refuse_unsigned_stale_and_altered_requests() -> None:
