@@ -12,7 +12,9 @@ peers and this process all time the same run on one clock.
 Each call does what Twilio does (the wire format is ``gateway.twilio``'s, the signatures
 ``gateway.security``'s):
 
-- POSTs the signed voice webhook and reads the ``<Connect><Stream>`` of the TwiML answer;
+- POSTs the signed voice webhook and reads the ``<Connect><Stream>`` of the TwiML answer
+  (following a ``<Redirect>``, as Twilio does: a draining gateway turns new calls away with
+  one, to another instance);
 - opens the Media Stream with ``X-Twilio-Signature``, sends ``connected`` and ``start``
   (with the TwiML's parameters: the per-call token);
 - sends a 160-byte mu-law ``media`` frame every 20 ms on absolute deadlines: frame ``k`` is
@@ -22,6 +24,12 @@ Each call does what Twilio does (the wire format is ``gateway.twilio``'s, the si
   the audio before it has played, at once on ``clear``;
 - sends ``stop`` and closes at its hang-up time (or, with ``after_audio``, that many seconds
   after the greeting's first audio arrived: a call that only sets up, for bursts).
+
+Two options of the plan, for a test that runs its own load (tests/test_rolling_deploy.py):
+``"stop_file"``, a path: once it exists, calls not yet started are not placed (``skipped``), so
+the test ends the load when it is done rather than at a time fixed in advance; and
+``"gc_freeze": true``, the start-up heap frozen before the run (``gc.freeze()``, as the gateway
+does: a full collection of it stalls every call of this process for some 100 ms).
 
 Why not ``gateway.testing.caller.TwilioCaller``: it is built for exact per-call
 assertions (every message parsed strictly and kept, three tasks and a playout model per call,
@@ -48,6 +56,7 @@ import array
 import asyncio
 import base64
 import cProfile
+import gc
 import hashlib
 import heapq
 import json
@@ -81,6 +90,8 @@ assert MEDIA_TEXT % (7, 3, 40, "MZ1") == Media(7, "MZ1", "inbound", 3, 40, SILEN
 USER_AGENT = "Twilio.TmeWs/1.0"
 #: Twilio plays mu-law at 8000 bytes a second.
 ULAW_BYTES_PER_S = 8000.0
+#: Twilio follows a chain of ``<Redirect>``s; a loop is cut off here.
+MAX_REDIRECTS = 5
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x8, 0x9, 0xA, 0x0
 
@@ -116,6 +127,8 @@ class CallRecord:
     echoes: int = 0
     clears: int = 0
     other: int = 0  # messages that are neither media, mark nor clear
+    redirects: int = 0  # <Redirect>s followed before the TwiML with the stream
+    skipped: bool = False  # not placed: the plan's stop file existed at its start time
     closed_by: str | None = None  # "caller" or "gateway"
     close_code: int | None = None
     error: str | None = None
@@ -318,6 +331,8 @@ class Generator:
         self.lag = array.array("d")  # loop-lag probe: oversleep of each 10 ms sleep
         self.lag_t = array.array("d")
         self._stopping = False
+        #: Resolved once the plan's stop file exists (calls waiting to start are not placed).
+        self.stopped: asyncio.Future[None] | None = None
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -369,13 +384,16 @@ class Generator:
     # --- one call --------------------------------------------------------------------------------
 
     async def run_call(self, record: CallRecord) -> None:
-        await _sleep_until(record.planned_start)
+        await _sleep_until(record.planned_start, until=self.stopped)
         call: CallSocket | None = None
+        if self.stopped is not None and self.stopped.done():
+            record.skipped = True
+            return
         account = self.plan["account_sid"]
         try:
             record.t_post = time.monotonic()
             form = webhook_form(record.call_sid, account)
-            twiml = await post_form(self.webhook, form, self.signatures.sign(self.webhook, form))
+            twiml = await self.fetch_twiml(record, form)
             url, parameters = parse_stream_twiml(twiml)
             parts = urllib.parse.urlsplit(url)
             headers = {"X-Twilio-Signature": self.signatures.sign(url, {})}
@@ -410,6 +428,19 @@ class Generator:
                 if call.transport is not None:
                     call.transport.close()
 
+    async def fetch_twiml(self, record: CallRecord, form: dict[str, str]) -> str:
+        """The voice webhook's TwiML, after the ``<Redirect>``s it leads to (each fetched as
+        Twilio does: POSTed, signed over the new URL, with the call's form)."""
+        url = self.webhook
+        for _ in range(MAX_REDIRECTS + 1):
+            twiml = await post_form(url, form, self.signatures.sign(url, form))
+            target = redirect_target(twiml, url)
+            if target is None:
+                return twiml
+            record.redirects += 1
+            url = target
+        raise ValueError(f"more than {MAX_REDIRECTS} <Redirect>s in a row")
+
     # --- the run ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -424,11 +455,24 @@ class Generator:
         print(json.dumps({"base": base}), flush=True)
         scheduler = asyncio.create_task(self.scheduler())
         probe = asyncio.create_task(self.lag_probe())
+        watcher = None
+        if self.plan.get("stop_file"):
+            self.stopped = asyncio.get_running_loop().create_future()
+            watcher = asyncio.create_task(self.watch_stop_file(self.plan["stop_file"], self.stopped))
         await asyncio.gather(*(self.run_call(r) for r in self.records))
+        if watcher is not None:
+            watcher.cancel()
         self._stopping = True
         if self._alarm is not None and not self._alarm.done():
             self._alarm.set_result(None)
         await asyncio.gather(scheduler, probe, return_exceptions=True)
+
+    @staticmethod
+    async def watch_stop_file(path: str, stopped: asyncio.Future[None]) -> None:
+        """Resolve ``stopped`` once ``path`` exists (looked at ten times a second)."""
+        while not os.path.exists(path):
+            await asyncio.sleep(0.1)
+        stopped.set_result(None)
 
 
 async def post_form(url: str, form: dict[str, str], signature: str) -> str:
@@ -466,6 +510,18 @@ def parse_stream_twiml(twiml: str) -> tuple[str, dict[str, str]]:
     return stream.get("url", ""), {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
 
 
+def redirect_target(twiml: str, url: str) -> str | None:
+    """Where a TwiML answer that is only a ``<Redirect>`` (POST) sends the call, resolved
+    against the URL that answered it; None for any other answer."""
+    root = ET.fromstring(twiml)
+    redirect = root.find("./Redirect")
+    if redirect is None or root.find("./Connect/Stream") is not None:
+        return None
+    if redirect.get("method", "POST").upper() != "POST":
+        raise ValueError(f"a <Redirect> with method {redirect.get('method')!r}: only POST is simulated")
+    return urllib.parse.urljoin(url, (redirect.text or "").strip())
+
+
 def new_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
@@ -497,6 +553,9 @@ def main() -> None:
     plan_path, out_path = sys.argv[1], sys.argv[2]
     plan = json.loads(Path(plan_path).read_text())
     generator = Generator(plan)
+    if plan.get("gc_freeze"):
+        gc.collect()
+        gc.freeze()
     sys.stdin.readline()  # "go": the system under test is up
     profile = os.environ.get("BENCH_PROFILE")  # a pstats file: where this process's CPU goes
     profiler = cProfile.Profile(time.process_time) if profile else None

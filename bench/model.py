@@ -30,6 +30,9 @@ kept or run through the VAD); the server's validation of its own events is off
 reply is converted to mu-law once, not per call.
 
 A lag probe records how late this process's event loop wakes up, as for the load generator.
+``--gc-freeze`` (tests/test_rolling_deploy.py uses it) freezes the start-up heap once listening
+(``gc.freeze()``, as the gateway does): a full collection of it would stall every call of this
+process for 100 ms or more.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import array
 import asyncio
 import cProfile
 import functools
+import gc
 import json
 import os
 import pickle
@@ -191,6 +195,9 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
     server = RealtimeServer(Script([reply], default=Reply("Okay.")), pace=1.0, chunk_ms=args.chunk_ms,
                             validate=False)
     await server.start(args.host, args.port)
+    if args.gc_freeze:  # the start-up heap out of the collector's sight, as the gateway does
+        gc.collect()
+        gc.freeze()
     print(json.dumps({"url": server.url}), flush=True)
 
     stop = asyncio.Event()
@@ -222,6 +229,8 @@ def main() -> None:
     parser.add_argument("--reply-seconds", type=float, default=60.0)
     parser.add_argument("--chunk-ms", type=int, default=100, help="audio per delta (default 100 ms)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="freeze the start-up heap (gc.freeze()): no full collection of it stalls the calls")
     args = parser.parse_args()
     profile = os.environ.get("BENCH_PROFILE")  # a pstats file: where this process's CPU goes
     profiler = cProfile.Profile(time.process_time) if profile else None
