@@ -67,6 +67,9 @@ DigitHandler = Callable[[CallInfo, str], Union[bool, Awaitable[bool]]]
 EventHook = Callable[["CallRunner", Any], None]
 
 _TWILIO = (SendMedia, SendMark, SendClear)
+#: Once the socket has gone, how long the Twilio reader may take over what was read before the
+#: close (a ``stop``, behind a frame it is still busy with) before the call ends as disconnected.
+READER_GRACE_S = 2.0
 
 
 class CallRunner:
@@ -209,6 +212,13 @@ class CallRunner:
             session_task = asyncio.create_task(self._read_session(), name=f"session-{self.call_sid}")
             tasks.append(session_task)
             await asyncio.wait({twilio_task, session_task}, return_when=asyncio.FIRST_COMPLETED)
+            if (call.end_reason is None and not twilio_task.done() and session_task.done()
+                    and session_task.exception() is None and self.socket.gone()):
+                # The session reader saw the socket go. What was read before the close is still
+                # queued for the Twilio reader (a stop just ahead of it: the caller hung up), and
+                # the reader may be busy with a frame (a keypad hook): it says how the call ended.
+                await asyncio.wait({twilio_task}, timeout=READER_GRACE_S)
+                call.end(EndReason.TWILIO_DISCONNECTED, self.clock())
         finally:
             for task in (*tasks, *self._background):
                 if not task.done():
@@ -246,7 +256,7 @@ class CallRunner:
             failure = await self.model.read(self._session_event)
             if call.end_reason is not None or self.socket.gone():
                 # The call is already over (stop, or the socket went): sends fail, nothing to do.
-                call.end(EndReason.TWILIO_DISCONNECTED, self.clock())
+                # How it ended is the Twilio reader's to say (``_converse``).
                 return
             if failure is None:
                 self.log.info("model ended the session")

@@ -75,6 +75,29 @@ async def test_stop_ends_the_call_and_closes_the_model_session(start_gateway) ->
     assert gateway_of(gateway).finished[-1].end_reason is EndReason.CALLER_HUNG_UP
 
 
+async def test_a_stop_read_after_the_socket_closed_still_says_the_caller_hung_up(start_gateway) -> None:
+    """The caller sends ``stop`` and closes while the Twilio reader is busy (here: awaiting the
+    application's keypad hook), and the agent is talking: the agent's next frame fails on the
+    closed socket before the reader gets to the ``stop`` queued ahead of the close. The call
+    still ended because the caller hung up, and its record says so."""
+    closed = asyncio.Event()
+
+    async def on_digit(info, digit: str) -> bool:
+        await closed.wait()  # the reader waits here while the socket closes
+        await asyncio.sleep(0.3)  # and the session's sends fail meanwhile
+        return True
+
+    async with start_gateway([Reply("I will talk for quite a while now.", duration_ms=5000)],
+                             on_digit=on_digit, realtime_options={"pace": 1.0}) as (gateway, realtime):
+        caller = await place_call(gateway)
+        await caller.wait_heard(300)
+        await caller.press("5")
+        await caller.hang_up()
+        closed.set()
+        record = await finished(gateway)
+    assert record.end_reason is EndReason.CALLER_HUNG_UP
+
+
 async def test_a_dropped_twilio_socket_closes_the_session_and_keeps_the_record(start_gateway) -> None:
     async with start_gateway([Reply("hi there", duration_ms=500)]) as (gateway, realtime):
         caller = await place_call(gateway, speed=4)
