@@ -48,6 +48,7 @@ function updateLive(calls) {
     c.duration.textContent = duration(call.duration_s);
     speakingCell(c.speaking, call.speaking || "");
     live.row.classList.toggle("talking", Boolean(call.speaking));
+    if (call.instance) live.row.title = `on ${call.instance}`; // the instance holding its stream
   }
   for (const [sid, live] of liveRows) {
     if (!seen.has(sid)) {
@@ -70,8 +71,10 @@ async function pollLive() {
   try {
     const data = await getJSON("api/live");
     updateLive(data.calls);
-    status.textContent = "";
-    status.classList.remove("bad");
+    const missing = data.unreachable || [];
+    // Instances that did not answer: their calls are not in the table.
+    status.textContent = missing.length ? `${missing.length} instance(s) not answering: ${missing.join(", ")}` : "";
+    status.classList.toggle("bad", missing.length > 0);
   } catch (error) {
     status.textContent = `not updating: ${error.message}`;
     status.classList.add("bad");
