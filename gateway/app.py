@@ -12,7 +12,8 @@ Routes (each from its module in ``gateway.web``; endpoints accept, check, wire a
   callback for a call whose stream another instance holds is forwarded there (``routing``).
 - ``/internal/v1/...``: what instances of one deployment ask each other, signed (``internal``).
 - ``POST /calls`` (bearer ``GATEWAY_API_KEY``): place an outbound call; ``GET /calls``: the
-  calls in progress on this instance (``calls_api``).
+  calls in progress on every instance; ``POST /calls/{call_sid}/hangup``: end one, wherever it
+  is (``calls_api``, ``fleet``).
 - ``GET /console``: the web console (docs/console.md), behind ``GATEWAY_API_KEY`` with a login
   page: live calls, recent calls from the call store, each call's page (``console``).
 - ``GET /metrics``: Prometheus metrics, unless ``GATEWAY_METRICS_PORT`` moves them or
@@ -132,12 +133,14 @@ class Gateway:
             WebSocketRoute("/twilio/media", guarded(self.media.stream)),
             Route("/calls", guarded(self.calls_api.place_call), methods=["POST"]),
             Route("/calls", guarded(self.calls_api.list_calls), methods=["GET"]),
+            Route("/calls/{call_sid}/hangup", guarded(self.calls_api.hang_up), methods=["POST"]),
             Route("/healthz", guarded(self.health.healthz), methods=["GET"]),
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
             Route("/internal/v1/held", guarded(self.internal.held), methods=["POST"]),
             Route("/internal/v1/callback", guarded(self.internal.callback), methods=["POST"]),
             Route("/internal/v1/metrics", guarded(self.internal.metrics), methods=["GET"]),
             Route("/internal/v1/calls", guarded(self.internal.calls), methods=["GET"]),
+            Route("/internal/v1/hangup", guarded(self.internal.hang_up), methods=["POST"]),
             *self.console.routes(guarded),
             # With GATEWAY_METRICS_PORT, gateway serve serves them on that port instead.
             *([] if self.settings.metrics_port is not None or not self.settings.metrics else

@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: ``gateway calls --url URL live`` keeps the URL given before the command.
     live.add_argument("--url", default=argparse.SUPPRESS, help=f"the gateway's base URL (default {_GATEWAY_URL})")
     live.set_defaults(handler=_calls_live)
+    hangup = calls_commands.add_parser(
+        "hangup", help="end a call in progress now, on whichever instance holds it",
+        description="End a call in progress now (POST /calls/CALL_SID/hangup, bearer GATEWAY_API_KEY): the "
+        "gateway instance holding it hangs up through Twilio, whatever the agent is saying.")
+    hangup.add_argument("call_sid", metavar="CALL_SID", help="the call's Twilio SID (CA...), as live lists it")
+    hangup.add_argument("--url", default=argparse.SUPPRESS, help=f"the gateway's base URL (default {_GATEWAY_URL})")
+    hangup.set_defaults(handler=_calls_hangup)
     history = calls_commands.add_parser(
         "history", help="the stored calls, newest first",
         description="The stored calls, newest first: when, who, how long, how it ended.")
@@ -378,6 +385,17 @@ def _calls_live(args: argparse.Namespace) -> int:
     for c in rows:
         print(f"{c['call_sid']:<36} {c['direction']:<9} {c['from']:<16} {c['to']:<16} {c['agent']:<20} {c['duration_s']:>7.0f}s"
               + (f"  {c.get('instance') or '-'}" if several else ""))
+    return 0
+
+
+def _calls_hangup(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    status, body = _api("POST", f"{args.url.rstrip('/')}/calls/{quote(args.call_sid, safe='')}/hangup")
+    if status != 202:
+        print(f"gateway: {status}: {body.get('error', body)}", file=sys.stderr)
+        return 1
+    print(f"call {body['call_sid']} is ending (on {body['instance']})")
     return 0
 
 

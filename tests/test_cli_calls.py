@@ -208,3 +208,19 @@ def test_since_reads_times_ago_dates_and_iso_times() -> None:
     assert cli._since("2026-11-30") == datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc).timestamp()
     assert cli._since("2026-11-30T14:00:00+01:00") == datetime.datetime(
         2026, 11, 30, 13, tzinfo=datetime.timezone.utc).timestamp()
+
+
+async def test_calls_hangup_ends_a_call_in_progress(tmp_path, capsys) -> None:
+    script = [Reply("Let me read you the whole catalogue.", duration_ms=8000)]
+    async with PhoneSystem(AGENT, script, settings={"GATEWAY_DATA_DIR": str(tmp_path)}) as phone:
+        call = await phone.call()
+        await call.caller.wait_heard(200)  # the agent is talking
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("GATEWAY_API_KEY", phone.api_key)
+            status = await run_cli("calls", "hangup", call.call_sid, "--url", phone.url)
+            record = await call.ended()
+            again = await run_cli("calls", "hangup", call.call_sid, "--url", phone.url)
+    out, err = capsys.readouterr()
+    assert status == 0 and f"call {call.call_sid} is ending" in out
+    assert any(e["event"] == "hang_up" and e["reason"] == "operator" for e in record.events)
+    assert again == 1 and "404" in err

@@ -747,6 +747,17 @@ class Call:
                             tool="hang_up", entry=self._enter("hang_up")))
         return self._progress(now)
 
+    def operator_hang_up(self, now: float) -> list[Action]:
+        """An operator ends the call (``POST /calls/{call_sid}/hangup``): at once, whatever the
+        agent is saying. A tool waiting on an ending the agent asked for is told."""
+        previous = self._ending
+        if previous is not None and previous.stage == "acted":
+            return []
+        if previous is not None and previous.waiter is not None:
+            self._out.append(Reply(previous.waiter, "An operator is ending the call."))
+        self._begin(_Ending("hang_up", "operator", now, stage="heard"))
+        return self._progress(now)
+
     def request_transfer(self, target: str, now: float, waiter: int) -> list[Action]:
         """The agent's ``transfer_call``: hand the caller to a person once the hand-off
         sentence has been heard, uninterrupted."""

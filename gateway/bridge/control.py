@@ -65,6 +65,12 @@ class CallControl:
         """End the call once the agent's goodbye has been heard."""
         return await self._request(lambda now, waiter: self._call.request_hang_up(now, waiter))
 
+    def end_now(self) -> None:
+        """An operator ends the call at once (``Call.operator_hang_up``); the call's timer task
+        carries it out."""
+        self._pending += self._call.operator_hang_up(self._clock())
+        self._wake.set()
+
     async def transfer(self, target: str) -> str:
         """Transfer the caller to an allowed target once the hand-off has been heard."""
         return await self._request(lambda now, waiter: self._call.request_transfer(target, now, waiter))

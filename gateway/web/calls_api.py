@@ -5,6 +5,9 @@
   TwiML connects the stream back to us with the context as stream parameters, all under a
   per-call token. 201 with the call SID and our ``ref``; 400 for a bad body, 502 when Twilio
   refuses, 503 while draining.
+- ``POST /calls/{call_sid}/hangup``: end a call in progress now, on whichever instance holds
+  it (``gateway.web.fleet``): 202 ``{"call_sid", "instance"}``, or 404 if no instance that
+  answered holds it.
 - ``GET /calls``: the calls in progress on every instance (``gateway.web.fleet``): ``{"calls":
   [...], "instances", "unreachable"}``, each call naming its ``instance``.
 """
@@ -117,6 +120,17 @@ class CallsApi:
         if not self._authorized(request):
             return _unauthorized()
         return JSONResponse(await self.fleet.live())
+
+    async def hang_up(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _unauthorized()
+        call_sid = request.path_params["call_sid"]
+        instance = await self.fleet.hang_up(call_sid)
+        if instance is None:
+            return JSONResponse({"error": f"no call {call_sid} in progress on any instance that answered"},
+                                status_code=404)
+        log.info("[call=%s] hang-up asked by an operator, carried out on %s", call_sid, instance)
+        return JSONResponse({"call_sid": call_sid, "instance": instance}, status_code=202)
 
     async def dial(self, outbound: OutboundCall) -> tuple[str, str]:
         """Ask Twilio to place the call; its call SID and our ``ref`` (the token's key: the call

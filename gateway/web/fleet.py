@@ -1,4 +1,5 @@
-"""The calls in progress on every instance: this one's, gathered with the others'.
+"""The calls in progress on every instance: this one's, gathered with the others'; and an
+operator's hang-up, carried to whichever instance holds the call.
 
 Who the others are: this instance's sibling workers (``gateway serve --workers N``), and every
 instance that announces itself in the shared call store (``CallStore.announce``, every
@@ -23,13 +24,14 @@ from gateway.store import CallStore
 from gateway.web.peers import Peers
 from gateway.web.registry import CallRegistry
 
-__all__ = ["ANNOUNCE_EVERY_S", "CALLS_PATH", "Fleet", "STALE_S"]
+__all__ = ["ANNOUNCE_EVERY_S", "CALLS_PATH", "Fleet", "HANGUP_PATH", "STALE_S"]
 
 log = logging.getLogger("gateway.app")
 
 ANNOUNCE_EVERY_S = 10.0
 STALE_S = 3 * ANNOUNCE_EVERY_S
 CALLS_PATH = "/internal/v1/calls"
+HANGUP_PATH = "/internal/v1/hangup"
 
 
 class Fleet:
@@ -63,6 +65,27 @@ class Fleet:
                 continue
             calls.extend(call for call in theirs if isinstance(call, dict))
         return {"calls": calls, "instances": 1 + len(others) - len(unreachable), "unreachable": unreachable}
+
+    def hang_up_here(self, call_sid: str) -> bool:
+        """End ``call_sid`` now if this instance holds it (``CallControl.end_now``)."""
+        call = self.registry.find(call_sid)
+        if call is None:
+            return False
+        call.log.warning("an operator is ending the call")
+        call.control.end_now()
+        return True
+
+    async def hang_up(self, call_sid: str) -> str | None:
+        """End ``call_sid`` now, wherever it is: the instance holding it (its URL, or
+        ``"here"`` for a lone instance), or None if no instance that answered holds it."""
+        if self.hang_up_here(call_sid):
+            return self.peers.instance_url or "here"
+        others = await self.others(time.time())
+        answers = await asyncio.gather(*(self.peers.post(url, HANGUP_PATH, {"call_sid": call_sid}) for url in others))
+        for url, answer in zip(others, answers):
+            if isinstance(answer, dict) and answer.get("held") is True:
+                return url
+        return None
 
     async def others(self, now: float) -> list[str]:
         """The other instances: the siblings, and those the store saw lately."""

@@ -10,6 +10,8 @@
   (``gateway serve --workers N``).
 - ``GET /internal/v1/calls``: this instance's calls in progress, for the one listing every
   instance's (``gateway.web.fleet``).
+- ``POST /internal/v1/hangup`` ``{"call_sid"}``: an operator's hang-up, from the instance that
+  got it; answers ``{"held": true}`` if the call was here (and is ending), else false.
 
 They are served on every listener: the signature, not the address, is what keeps them closed.
 Keep ``/internal/`` out of the public proxy's routes all the same (docs/deploy.md).
@@ -73,6 +75,15 @@ class InternalEndpoints:
         if outcome != NOT_HERE:
             log.info("[call=%s] %s callback forwarded here: %s", form["CallSid"], kind, outcome)
         return JSONResponse({"outcome": outcome})
+
+    async def hang_up(self, request: Request) -> Response:
+        payload = await self._payload(request)
+        if isinstance(payload, Response):
+            return payload
+        call_sid = payload.get("call_sid")
+        if not isinstance(call_sid, str) or not call_sid:
+            return _bad("expected call_sid")
+        return JSONResponse({"held": self.fleet.hang_up_here(call_sid)})
 
     async def metrics(self, request: Request) -> Response:
         if not self.peers.verify("GET", _path(request), b"", request.headers):

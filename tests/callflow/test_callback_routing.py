@@ -45,11 +45,12 @@ class Lb:
 
 
 @contextlib.asynccontextmanager
-async def deployment(n: int = 3, script=(), **twilio_options) -> AsyncIterator[tuple[Lb, RealtimeServer, FakeTwilio]]:
+async def deployment(n: int = 3, script=(), realtime_options=None,
+                     **twilio_options) -> AsyncIterator[tuple[Lb, RealtimeServer, FakeTwilio]]:
     lb = Lb()
     data_dir = tempfile.mkdtemp(dir=DATA_DIR)  # the deployment's own store: who announces in it is ours
     async with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN, connect_url=lb.media, deliver_via=lb.via, **twilio_options) as twilio:
-        async with RealtimeServer(list(script)) as realtime:
+        async with RealtimeServer(list(script), **(realtime_options or {})) as realtime:
             async with contextlib.AsyncExitStack() as stack:
                 for _ in range(n):
                     make = lambda url: create_app(gateway_settings(  # noqa: E731
@@ -244,3 +245,34 @@ async def test_get_calls_lists_the_calls_of_every_instance() -> None:
     assert everywhere["instances"] == 3 and everywhere["unreachable"] == []
     assert [(c["call_sid"], c["instance"]) for c in after["calls"]] == [(one.sid, second.url)]
     assert after["instances"] == 2 and after["unreachable"] == []
+
+
+async def test_an_operator_hang_up_reaches_the_instance_holding_the_call() -> None:
+    script = [Reply("Let me tell you a long story about phones.", duration_ms=5000)]
+    async with deployment(script=script, realtime_options={"pace": 1.0}) as (lb, realtime, twilio):
+        first, holder = lb.servers[0], lb.servers[2]
+        lb.callbacks, lb.stream = 0, 2
+        call = await twilio.ring(PUBLIC + "/twilio/voice")
+        await held(holder, call.sid)
+        await call.caller.wait_heard(300)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with httpx.AsyncClient() as client:
+            ended = await client.post(f"{first.url}/calls/{call.sid}/hangup", headers=headers)
+            await call.wait_status("completed", timeout=10)
+            again = await client.post(f"{first.url}/calls/{call.sid}/hangup", headers=headers)
+            unknown = await client.post(f"{first.url}/calls/CA{'0' * 32}/hangup", headers=headers)
+            refused = await client.post(f"{first.url}/calls/{call.sid}/hangup")
+        record = await finished_on(holder)
+    assert ended.status_code == 202 and ended.json() == {"call_sid": call.sid, "instance": holder.url}
+    assert call.updates == [{"Status": "completed"}]  # through Twilio's REST API, by the holder
+    assert call.caller.heard_ms < 2000  # at once: not after the agent's 5 s
+    assert any(e["event"] == "hang_up" and e["reason"] == "operator" for e in record.events)
+    assert again.status_code == 404 and unknown.status_code == 404
+    assert refused.status_code == 401
+
+
+async def finished_on(server: GatewayServer, timeout: float = 10.0):
+    async with asyncio.timeout(timeout):
+        while not gateway_of(server).finished:
+            await asyncio.sleep(0.01)
+    return gateway_of(server).finished[-1]
