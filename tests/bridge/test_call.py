@@ -377,6 +377,17 @@ def test_hang_up_waits_until_the_goodbye_is_heard() -> None:
     assert call.request_hang_up(1.4, waiter=4) == [Reply(4, "The call is already ending (hang_up).")]
 
 
+def test_an_operator_hangs_up_at_once_and_a_waiting_hang_up_tool_is_told() -> None:
+    call = live()
+    call.session_event(agent_start(), 1.0)
+    call.session_event(audio("bye", 300), 1.0)  # the agent is mid-sentence
+    assert call.request_hang_up(1.0, waiter=3) == []  # the agent's own hang-up waits to be heard
+    assert call.operator_hang_up(1.05) == [Reply(3, "An operator is ending the call."), HangUp("operator")]
+    assert call.end_reason is EndReason.AGENT_HUNG_UP and call.ending == "hang_up"
+    assert call.operator_hang_up(1.1) == []  # once
+    assert call.request_hang_up(1.2, waiter=4) == [Reply(4, "The call is already ending (hang_up).")]
+
+
 def test_hang_up_goes_ahead_when_the_words_are_never_confirmed() -> None:
     call = live()
     call.session_event(agent_start(), 1.0)
