@@ -31,9 +31,11 @@ import asyncio
 import ipaddress
 import json
 import logging
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
@@ -44,6 +46,8 @@ __all__ = [
     "CALL_NOT_FOUND",
     "MAX_TWIML_CHARS",
     "IncomingNumber",
+    "IDLE_REUSE_S",
+    "PoolingHttpClient",
     "RedirectingHttpClient",
     "TwilioRest",
     "TwilioRestError",
@@ -96,7 +100,44 @@ class IncomingNumber(NamedTuple):
     voice_method: str | None
 
 
-class RedirectingHttpClient(TwilioHttpClient):
+#: A pooled connection idle this long is not reused: a server closes idle keep-alive
+#: connections after a few seconds (uvicorn 5 s, many load balancers 5-60 s), and a request sent
+#: just as it does is lost with "Remote end closed connection without response", which for a
+#: POST (placing a call) cannot safely be sent again. A fresh connection costs one handshake.
+IDLE_REUSE_S = 2.0
+
+
+class PoolingHttpClient(TwilioHttpClient):
+    """The library's own HTTP client, whose pooled connections are dropped once they have all
+    been idle for ``IDLE_REUSE_S`` (see there), so that no request goes out on a connection the
+    server may be closing. Requests run in worker threads: the pool is dropped only when none is
+    in flight."""
+
+    def __init__(self, *, timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(timeout=timeout)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last_done: float | None = None
+        #: How many times the pool was dropped (for tests and logs).
+        self.fresh_pools = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        with self._lock:
+            idle = self._last_done is not None and self._clock() - self._last_done >= IDLE_REUSE_S
+            if idle and self._in_flight == 0 and self.session is not None:
+                self.session.close()  # the adapters' pools are emptied; new connections come as needed
+                self.fresh_pools += 1
+            self._in_flight += 1
+        try:
+            return super().request(*args, **kwargs)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._last_done = self._clock()
+
+
+class RedirectingHttpClient(PoolingHttpClient):
     """The library's own HTTP client, sending requests for ``https://*.twilio.com`` to
     ``base_url`` (e.g. ``http://127.0.0.1:PORT``) with the path and query exactly as the
     library built them. Other URLs (absolute ones of other hosts) are left alone.
@@ -106,8 +147,9 @@ class RedirectingHttpClient(TwilioHttpClient):
     requests away.
     """
 
-    def __init__(self, base_url: str, *, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
-        super().__init__(timeout=timeout)
+    def __init__(self, base_url: str, *, timeout: float | None = DEFAULT_TIMEOUT_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(timeout=timeout, clock=clock)
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
@@ -159,7 +201,7 @@ class TwilioRest:
         if base_url is not None:
             http_client: TwilioHttpClient = RedirectingHttpClient(base_url, timeout=timeout)
         else:
-            http_client = TwilioHttpClient(timeout=timeout)
+            http_client = PoolingHttpClient(timeout=timeout)
         self.client = Client(account_sid, auth_token, http_client=http_client)
 
     async def hang_up(self, call_sid: str) -> bool:

@@ -223,3 +223,45 @@ def test_only_twilio_hosts_are_redirected():
     assert client.rewrite("https://eviltwilio.com/x") == "https://eviltwilio.com/x"
     with pytest.raises(ValueError):
         RedirectingHttpClient("127.0.0.1:8080")
+
+
+def test_connections_idle_for_a_while_are_not_reused() -> None:
+    """A server closes idle keep-alive connections after a few seconds; a request sent on one
+    just then is lost. So the client reuses a pooled connection only if it was in use within
+    ``IDLE_REUSE_S``: a local HTTP/1.1 server sees which connection each request came on."""
+    import http.server
+    import threading
+
+    from gateway.twilio.rest import IDLE_REUSE_S
+
+    ports: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            ports.append(self.client_address[1])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    now = [100.0]
+    client = RedirectingHttpClient(f"http://127.0.0.1:{server.server_address[1]}", clock=lambda: now[0])
+    try:
+        for at in (100.0, 100.0 + IDLE_REUSE_S / 2, 100.0 + IDLE_REUSE_S * 2, 100.0 + IDLE_REUSE_S * 2.1):
+            now[0] = at
+            assert client.request("GET", "https://api.twilio.com/2010-04-01/Accounts.json").status_code == 200
+    finally:
+        client.session.close()
+        server.shutdown()
+        server.server_close()
+    assert ports[0] == ports[1]  # in use a moment ago: reused
+    assert ports[2] != ports[1]  # idle for longer: a new connection
+    assert ports[3] == ports[2]
+    assert client.fresh_pools == 1
