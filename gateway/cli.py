@@ -275,12 +275,25 @@ def _serve_metrics_port(gateway, host: str, port: int) -> None:  # noqa: ANN001 
 
 def _realtime_server(args: argparse.Namespace) -> int:
     import asyncio
+    import signal
 
     from gateway.testing.realtime import serve_forever
 
     _configure_logging("INFO")
+
+    async def run() -> None:
+        # SIGTERM (a supervisor, a container stop) ends it as Ctrl-C does: cleanly, status 0.
+        # Ctrl-C is asyncio.run's own; a shell that started it in the background may have set
+        # SIGINT to be ignored, and SIGTERM still works then.
+        task = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await serve_forever(args.host, args.port, pace=args.pace)
+        except asyncio.CancelledError:
+            pass
+
     try:
-        asyncio.run(serve_forever(args.host, args.port, pace=args.pace))
+        asyncio.run(run())
     except KeyboardInterrupt:
         pass
     return 0
