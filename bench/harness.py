@@ -194,6 +194,7 @@ class Step:
     gc_log: bool = False  # time the system under test's garbage collections (gc.jsonl)
     tracemalloc: bool = False  # trace its memory; SIGUSR1 takes the baseline (tracemalloc.txt)
     chunk_ms: int = 100  # model audio per delta
+    model_compression: str = "deflate"  # the model server's permessage-deflate: "deflate" or "none"
     warmup_calls: int = 2
     python: str = sys.executable
     extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -325,10 +326,12 @@ class Rig:
         model_url = f"ws://127.0.0.1:{model_port}/v1/realtime"
         self.model = self._spawn("model", [py, str(BENCH / "model.py"), "--port", str(model_port),
                                            "--reply-seconds", f"{self.reply_s:.0f}", "--chunk-ms", str(step.chunk_ms),
+                                           "--compression", step.model_compression,
                                            "--out", str(run_dir / "model.pickle")],
                                  core=LOAD_CORE, stdout_pipe=True, env=self._profile_env("model"))
         if step.target == "gateway":
-            command = ["serve", "--port", str(port), "--env-file", "/dev/null"]
+            # One process, the one measured (--workers would default to one per core it sees).
+            command = ["serve", "--port", str(port), "--workers", "1", "--env-file", "/dev/null"]
             env = gateway_env(step, port, model_url, run_dir / "data")
         else:
             command = ["relay", "--port", str(port), "--model-url", model_url]

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                  stdout_pipe=True)
     step = Step("gateway", "g711_ulaw", extra_env=dict(item.split("=", 1) for item in args.env))
     env = gateway_env(step, port, f"ws://127.0.0.1:{model_port}/v1/realtime", out / "data")
-    command = ["serve", "--port", str(port), "--env-file", "/dev/null"]
+    command = ["serve", "--port", str(port), "--workers", "1", "--env-file", "/dev/null"]
     argv_ = ([py, str(BENCH / "serve_profiled.py"), "--tracemalloc", str(out / "tracemalloc.txt"), "--", *command]
              if args.tracemalloc else [py, "-m", "gateway", *command])
     gateway = Proc("gateway", argv_, core=SUT_CORE, env=env, log=out / "gateway.log")

@@ -86,7 +86,7 @@ class Bench:
         """Run a step (again if other work on the machine disturbed it) and summarise it: the
         least disturbed of its attempts."""
         step = Step(target, mode, calls=calls, rate=self.args.rate, hold=self.args.seconds,
-                    chunk_ms=self.args.chunk_ms, **options)
+                    chunk_ms=self.args.chunk_ms, model_compression=self.args.model_compression, **options)
         attempts: list[dict[str, Any]] = []
         retries = self.args.retries if retries is None else retries
         for attempt in range(retries + 1):
@@ -189,8 +189,8 @@ class Bench:
         args = self.args
         burst_calls = round(args.burst_rate * args.burst_seconds)
         step = Step(target, mode, calls=args.burst_base, rate=args.rate, hold=max(args.seconds, 12.0),
-                    chunk_ms=args.chunk_ms, burst_calls=burst_calls, burst_rate=args.burst_rate,
-                    burst_stay=args.burst_stay, profile=profile)
+                    chunk_ms=args.chunk_ms, model_compression=args.model_compression, burst_calls=burst_calls,
+                    burst_rate=args.burst_rate, burst_stay=args.burst_stay, profile=profile)
         self._count += 1
         run_dir = self.out / f"{self._count:02d}-burst-{target}-{mode}"
         result = run_step(step, run_dir, log=self.log, quiet=not args.no_wait)
@@ -469,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the CPU cost of metrics, call store and recording: the gateway with them all on "
                              "beside the same with them off, at CALLS calls (--repeat times, interleaved)")
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")
+    parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
+                        help="whether the local model server accepts permessage-deflate, which the SDK's client "
+                             "offers (default deflate); the relay and the gateway alike")
     parser.add_argument("--budget", type=float, default=10.0, help="minutes the ramps may take in all (default 10)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the machine to be quiet")

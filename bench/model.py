@@ -193,7 +193,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
     for fmt in (PCM16, PCMU):  # convert now, not in the first call's response (seconds of CPU)
         fmt.from_model_pcm16(reply.audio)
     server = RealtimeServer(Script([reply], default=Reply("Okay.")), pace=1.0, chunk_ms=args.chunk_ms,
-                            validate=False)
+                            validate=False, compression=None if args.compression == "none" else "deflate")
     await server.start(args.host, args.port)
     if args.gc_freeze:  # the start-up heap out of the collector's sight, as the gateway does
         gc.collect()
@@ -229,6 +229,8 @@ def main() -> None:
     parser.add_argument("--reply-seconds", type=float, default=60.0)
     parser.add_argument("--chunk-ms", type=int, default=100, help="audio per delta (default 100 ms)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--compression", choices=("deflate", "none"), default="deflate",
+                        help="permessage-deflate when the client offers it (default), or none")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="freeze the start-up heap (gc.freeze()): no full collection of it stalls the calls")
     args = parser.parse_args()

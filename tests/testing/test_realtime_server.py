@@ -869,3 +869,15 @@ def test_package_exports_the_server() -> None:
     assert PackageRealtimeServer is RealtimeServer
     with pytest.raises(RuntimeError):
         RealtimeServer().url  # noqa: B018 - not started
+
+
+@pytest.mark.parametrize(("compression", "negotiated"), [("deflate", True), (None, False)])
+async def test_permessage_deflate_is_accepted_or_declined_as_configured(compression, negotiated) -> None:
+    """The SDK's client (``websockets``' default) offers permessage-deflate; the server takes it
+    up, or with ``compression=None`` declines it and every message goes uncompressed."""
+    import websockets
+
+    async with RealtimeServer(compression=compression) as server:
+        async with websockets.connect(server.url) as ws:  # offers deflate, as the SDK does
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+    assert ("permessage-deflate" in extensions) is negotiated

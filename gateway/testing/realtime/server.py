@@ -61,6 +61,7 @@ class RealtimeServer:
         silence_duration_ms: int = 500,
         validate: bool = True,
         api_key: str | None = None,
+        compression: str | None = "deflate",
     ) -> None:
         if chunk_ms <= 0:
             raise ValueError("chunk_ms must be positive")
@@ -71,6 +72,9 @@ class RealtimeServer:
             tone_hz=tone_hz, vad_threshold_dbfs=vad_threshold_dbfs, min_speech_ms=min_speech_ms,
             silence_duration_ms=silence_duration_ms, validate=validate)
         self.api_key = api_key
+        #: permessage-deflate, when the client offers it (``websockets``' default, as the Agents
+        #: SDK's client does); None: declined, every message goes uncompressed.
+        self.compression = compression
         self.connections: list[RealtimeConnection] = []
         """Every connection so far, in the order they were accepted."""
         self.errors: list[BaseException] = []
@@ -96,7 +100,7 @@ class RealtimeServer:
         if self._server is not None:
             raise RuntimeError("the server is already started")
         self._server = await serve(self._handle, host, port, max_size=MAX_MESSAGE_BYTES,
-                                   process_request=self._check_auth)
+                                   process_request=self._check_auth, compression=self.compression)
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
         logger.info("realtime test server listening on %s", self.url)
         return self
