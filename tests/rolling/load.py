@@ -20,7 +20,6 @@ of every call.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import json
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench.model import lag_probe  # the model server's probe: this process is probed the same way
 from gateway.testing.twilio_api import FakeTwilio
 from gateway.testing.twilio_api.call import FakeCall
 
@@ -153,14 +153,3 @@ async def run_outbound(outbound: Outbound, base: float, client: httpx.AsyncClien
         await call.hang_up()
     except Exception as exc:  # noqa: BLE001  recorded: one call's failure is a figure, not the end of the run
         outbound.error = f"{type(exc).__name__}: {exc}"
-
-
-async def lag_probe(lag: array.array, lag_t: array.array, stop: asyncio.Event) -> None:
-    """How late this process's event loop wakes up (it carries the outbound calls' callees), as
-    the load generator and the model server probe theirs."""
-    while not stop.is_set():
-        before = time.monotonic()
-        await asyncio.sleep(0.010)
-        after = time.monotonic()
-        lag.append(after - before - 0.010)
-        lag_t.append(after)
