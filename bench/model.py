@@ -148,10 +148,6 @@ class BenchConnection(RealtimeConnection):
         super()._receive(text)
 
 
-# The server builds its connections from this module-level name (RealtimeServer._handle).
-realtime_server_module.RealtimeConnection = BenchConnection
-
-
 def b64_decoded_len(text: str) -> int:
     n = len(text)
     return n // 4 * 3 - (text.endswith("==") + text.endswith("=")) if n else 0
@@ -187,6 +183,10 @@ async def lag_probe(lag: array.array, lag_t: array.array, stop: asyncio.Event) -
 
 
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
+    # The server builds its connections from this module-level name (RealtimeServer._handle). Set
+    # here, in the model process, not on import: a test that imports this module (for its lag
+    # probe) must keep the real connections, which record every event.
+    realtime_server_module.RealtimeConnection = BenchConnection
     seconds = max(1.0, args.reply_seconds)
     words = " ".join(["word"] * max(1, int(seconds * WORDS_PER_SECOND)))
     reply = Reply(words, audio=synthesize_voice(int(seconds * 1000)))
