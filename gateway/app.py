@@ -57,7 +57,7 @@ from gateway.web.console import Console
 from gateway.web.drain import Drain
 from gateway.web.fleet import Fleet
 from gateway.web.health import Health
-from gateway.web.internal import InternalEndpoints
+from gateway.web.internal import METRICS_PATH, InternalEndpoints
 from gateway.web.media import MediaEndpoint
 from gateway.web.peers import Peers
 from gateway.web.registry import CallEndHook, CallRecord, CallRegistry, CallRunner, CallWiring, DigitHandler, EventHook
@@ -113,10 +113,10 @@ class Gateway:
         self.startup = Startup(settings, self.rest, background=self._background)
         wiring = CallWiring(settings, self.tokens, agent, self.rest, on_digit, on_event, on_call_end)
         forms = TwilioForms(settings, self.signatures)
-        self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self.registry, self._drain, self.router)
+        self.webhooks = TwilioWebhooks(settings, forms, self.tokens, self._drain, self.router)
         self.media = MediaEndpoint(settings, self.signatures, self.registry, wiring)
         self.fleet = Fleet(self.registry, self.peers, self.store)
-        self.calls_api = CallsApi(settings, self.tokens, self.rest, self.registry, self._drain, self.peers, self.fleet)
+        self.calls_api = CallsApi(settings, self.tokens, self.rest, self._drain, self.peers, self.fleet)
         self.internal = InternalEndpoints(self.peers, self.router, self.fleet,
                                           self.metrics.text if settings.metrics else None)
         self.health = Health(self.registry, self._drain)
@@ -136,11 +136,7 @@ class Gateway:
             Route("/calls/{call_sid}/hangup", guarded(self.calls_api.hang_up), methods=["POST"]),
             Route("/healthz", guarded(self.health.healthz), methods=["GET"]),
             Route("/readyz", guarded(self.health.readyz), methods=["GET"]),
-            Route("/internal/v1/held", guarded(self.internal.held), methods=["POST"]),
-            Route("/internal/v1/callback", guarded(self.internal.callback), methods=["POST"]),
-            Route("/internal/v1/metrics", guarded(self.internal.metrics), methods=["GET"]),
-            Route("/internal/v1/calls", guarded(self.internal.calls), methods=["GET"]),
-            Route("/internal/v1/hangup", guarded(self.internal.hang_up), methods=["POST"]),
+            *self.internal.routes(guarded),
             *self.console.routes(guarded),
             # With GATEWAY_METRICS_PORT, gateway serve serves them on that port instead.
             *([] if self.settings.metrics_port is not None or not self.settings.metrics else
@@ -187,7 +183,7 @@ class Gateway:
         own = self.metrics.text()
         if not self.peers.siblings:
             return own
-        theirs = await asyncio.gather(*(self.peers.get(url, "/internal/v1/metrics") for url in self.peers.siblings))
+        theirs = await asyncio.gather(*(self.peers.get(url, METRICS_PATH) for url in self.peers.siblings))
         return merge([own, *(text for text in theirs if text is not None)])
 
     @contextlib.asynccontextmanager

@@ -263,12 +263,13 @@ def _serve_metrics_port(gateway, host: str, port: int) -> None:  # noqa: ANN001 
     from prometheus_client import start_http_server
 
     from gateway.metrics import gathered_registry
+    from gateway.web.internal import METRICS_PATH
 
     peers = gateway.peers
     registry = gateway.metrics.registry
     if peers.siblings:
         registry = gathered_registry(gateway.metrics, lambda: [text for url in peers.siblings
-                                                               if (text := peers.fetch(url, "/internal/v1/metrics"))])
+                                                               if (text := peers.fetch(url, METRICS_PATH))])
     server, _ = start_http_server(port, addr=host, registry=registry)
     logging.getLogger("gateway.app").info("metrics on http://%s:%d/metrics", host, server.server_port)
 

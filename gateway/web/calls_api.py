@@ -33,7 +33,6 @@ from gateway.web import twiml
 from gateway.web.drain import Drain
 from gateway.web.fleet import Fleet
 from gateway.web.peers import HINT_PARAMETER, Peers
-from gateway.web.registry import CallRegistry
 
 __all__ = ["CallsApi", "OutboundCall", "bearer_matches"]
 
@@ -89,13 +88,11 @@ class OutboundCall:
 
 class CallsApi:
     def __init__(
-        self, settings: Settings, tokens: CallTokens, rest: TwilioRest, registry: CallRegistry, drain: Drain,
-        peers: Peers, fleet: Fleet,
+        self, settings: Settings, tokens: CallTokens, rest: TwilioRest, drain: Drain, peers: Peers, fleet: Fleet,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
         self.rest = rest
-        self.registry = registry
         self.drain = drain
         self.peers = peers
         self.fleet = fleet

@@ -27,16 +27,21 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from gateway.web.fleet import Fleet
-from gateway.web.peers import Peers, normal_url
-from gateway.web.routing import MAX_HOPS, NOT_HERE, CallRouter
+from starlette.routing import BaseRoute, Route
 
-__all__ = ["InternalEndpoints", "MAX_INTERNAL_BYTES"]
+from gateway.web.fleet import CALLS_PATH, HANGUP_PATH, Fleet
+from gateway.web.peers import Peers, normal_url
+from gateway.web.routing import CALLBACK_PATH, HELD_PATH, MAX_HOPS, NOT_HERE, CallRouter
+from gateway.web.startup import Endpoint
+
+__all__ = ["InternalEndpoints", "MAX_INTERNAL_BYTES", "METRICS_PATH"]
 
 log = logging.getLogger("gateway.app")
 
 #: A forwarded callback is a Twilio form (at most 64 KiB) in JSON.
 MAX_INTERNAL_BYTES = 256 * 1024
+#: Where a worker's own metrics are, for the sibling gathering them.
+METRICS_PATH = "/internal/v1/metrics"
 
 
 class InternalEndpoints:
@@ -45,6 +50,16 @@ class InternalEndpoints:
         self.router = router
         self.fleet = fleet
         self.metrics_text = metrics_text
+
+    def routes(self, wrap: Callable[[Endpoint], Endpoint] = lambda endpoint: endpoint) -> list[BaseRoute]:
+        """The routes, at the paths the senders use (``HELD_PATH``, ``CALLBACK_PATH``, ...)."""
+        return [
+            Route(HELD_PATH, wrap(self.held), methods=["POST"]),
+            Route(CALLBACK_PATH, wrap(self.callback), methods=["POST"]),
+            Route(METRICS_PATH, wrap(self.metrics), methods=["GET"]),
+            Route(CALLS_PATH, wrap(self.calls), methods=["GET"]),
+            Route(HANGUP_PATH, wrap(self.hang_up), methods=["POST"]),
+        ]
 
     async def calls(self, request: Request) -> Response:
         if not self.peers.verify("GET", _path(request), b"", request.headers):

@@ -25,7 +25,6 @@ from gateway.settings import Settings
 from gateway.web import twiml
 from gateway.web.drain import Drain
 from gateway.web.peers import HINT_PARAMETER
-from gateway.web.registry import CallRegistry
 from gateway.web.routing import CallRouter
 from gateway.web.twilio_forms import FormRefused, TwilioForms
 
@@ -38,13 +37,11 @@ _XML = "application/xml"
 
 class TwilioWebhooks:
     def __init__(
-        self, settings: Settings, forms: TwilioForms, tokens: CallTokens, registry: CallRegistry, drain: Drain,
-        router: CallRouter,
+        self, settings: Settings, forms: TwilioForms, tokens: CallTokens, drain: Drain, router: CallRouter,
     ) -> None:
         self.settings = settings
         self.forms = forms
         self.tokens = tokens
-        self.registry = registry
         self.drain = drain
         self.router = router
 
