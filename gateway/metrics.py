@@ -123,9 +123,16 @@ _LARGEST = frozenset({"gateway_draining"})
 
 
 def merge(texts: list[bytes]) -> bytes:
-    """Several workers' metrics (Prometheus text format) as one: every sample with the same
-    name and labels summed (the largest for ``_LARGEST``, the earliest for a ``_created``
-    time), plus ``gateway_workers_answering``."""
+    """Several workers' metrics (Prometheus text format) as one (``merged_families``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(merged_families(texts)))
+    return generate_latest(registry)
+
+
+def merged_families(texts: list[bytes]) -> list[Metric]:
+    """Several workers' metrics as metric families: every sample with the same name and labels
+    summed (the largest for ``_LARGEST``, the earliest for a ``_created`` time), plus
+    ``gateway_workers_answering``."""
     families: dict[str, Metric] = {}
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for text in texts:
@@ -147,9 +154,7 @@ def merge(texts: list[bytes]) -> bytes:
             family.add_sample(sample_name, dict(labels), value)
     answering = Metric("gateway_workers_answering", "Workers whose metrics are in this report.", "gauge")
     answering.add_sample("gateway_workers_answering", {}, float(len(texts)))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families([*families.values(), answering]))
-    return generate_latest(registry)
+    return [*families.values(), answering]
 
 
 def gathered_registry(metrics: Metrics, siblings: Callable[[], list[bytes]]) -> CollectorRegistry:
@@ -158,7 +163,7 @@ def gathered_registry(metrics: Metrics, siblings: Callable[[], list[bytes]]) -> 
 
     class _Gathered:
         def collect(self) -> list[Metric]:
-            return list(text_string_to_metric_families(merge([metrics.text(), *siblings()]).decode()))
+            return merged_families([metrics.text(), *siblings()])
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Gathered())

@@ -2,12 +2,12 @@
 
 The call's runner (``gateway.bridge.runner``) feeds it on the event loop, frame by frame: the
 caller's frames (``caller``, through ``Call.on_caller_audio``), what goes to Twilio (``sent``),
-when a keypad collection begins and ends (``collecting``, through ``Call.on_collecting``). Every ``FLUSH_EVERY_S`` it takes the audio
-that has become final and hands it to the recording writer's thread (``RecordingWriter``), which
-writes it into the WAV under its ``.part`` name (``WavSpool``): no file I/O on the loop, and
-memory per call bounded by a few seconds of audio. ``await finish(now)`` writes the rest, completes the
-file in a thread and returns its path relative to the data directory, for
-``CallRecord.recording``.
+when a keypad collection begins and ends (``collecting``, through ``Call.on_collecting``).
+Every ``FLUSH_EVERY_S`` it takes the audio that has become final and hands it to the recording
+writer's thread (``RecordingWriter``), which writes it into the WAV under its ``.part`` name
+(``WavSpool``): no file I/O on the loop, and memory per call bounded by a few seconds of audio.
+``await finish(now)`` writes the rest, completes the file in a thread and returns its path
+relative to the data directory, for ``CallRecord.recording``.
 
 Where: ``data_dir/recordings/YYYY/MM/DD/<CallSid>.wav``, by the UTC date the call started
 (``<CallSid>-2.wav`` for a second stream of the same call).
