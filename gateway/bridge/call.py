@@ -220,6 +220,12 @@ class Call:
         self._started_at: float | None = None  # when the valid start came
         self._first_audio_sent = False
         self._speech_started_at: float | None = None  # the model's last speech_started
+        #: A barge-in was cleared the moment speech_started arrived (``speech_started``); the
+        #: session's queue still holds what the model sent before it, which is dropped, up to
+        #: the queued speech_started (``_barging``), and the SDK's audio_interrupted, which finds
+        #: the clear already sent (``_cleared_early``).
+        self._barging = False
+        self._cleared_early = False
         self._caller_speaking = False  # between the model's speech_started and speech_stopped
         self._turn_began: float | None = None  # the agent's response in progress began
         #: Unknown Twilio events received, by name (logged once each, counted at the end).
@@ -507,6 +513,7 @@ class Call:
         if self.phase is Phase.LIVE:
             self.phase = Phase.CONNECTING
         self.rearm = True
+        self._barging = self._cleared_early = False  # nothing more comes of the failed session
         heard = self.playback.heard(now)
         if self.playback.interruptible and heard is not None:
             sent = self.playback.sent_ms(heard.item_id, heard.content_index)
@@ -542,6 +549,7 @@ class Call:
         # Nothing was playing (a pause): forget the old session's items, so that a barge-in on
         # the new session can never truncate an item the new session does not have.
         self.playback.interrupt()
+        self._barging = self._cleared_early = False  # the old session's queue is read no more
         self.record.rollovers += 1
         seconds = now - (started if started is not None else now)
         self._emit(SessionRolledOver(t=now - self._t0, seconds=round(seconds, 3)))
@@ -582,7 +590,38 @@ class Call:
 
     # The handlers: what each session event means for the call (docs/events.md).
 
+    def speech_started(self, received: float, now: float) -> list[Action]:
+        """The model heard the caller start speaking: its ``input_audio_buffer.speech_started``,
+        handed over by the model edge at ``received``, the moment it arrived, before the SDK
+        handles it and before anything queued on the session reaches ``session_event``.
+
+        If the agent is being heard and the session interrupts responses on speech, the
+        ``clear`` goes out now, and the SDK's truncation, which follows at once, is told what
+        the caller had heard at this instant (``Playback.cut``): the caller hears nothing more
+        of the agent, and the model is cut where they stopped hearing it, however long the
+        SDK and the session queue take under load. With ``interrupt_response`` off the server
+        keeps talking; the SDK's audio_interrupted decides, as before (``_on_audio_interrupted``).
+        """
+        self.playback.cut = None
+        if self.phase is Phase.ENDED or not self.settings.interrupt_response or not self.playback.interruptible:
+            return []
+        actions: list[Action] = self.playback.barge_in(now)
+        self._barging = self._cleared_early = True
+        cut = self.playback.cut
+        item_id = cut.item_id if cut is not None else ""
+        self._barged(item_id, cut.ms if cut is not None else 0.0, round(1000 * (now - received), 3), now)
+        self._twilio(actions, now)
+        return self._take()
+
+    def _barged(self, item_id: str, heard_ms: float, clear_ms: float | None, now: float) -> None:
+        self.interruptions += 1
+        self.log.info("barge-in: cleared playback of %s at %.0f ms heard", item_id, heard_ms)
+        self._emit(BargeIn(t=now - self._t0, item_id=item_id, heard_ms=round(heard_ms), clear_ms=clear_ms))
+
     def _on_audio(self, event: Any, now: float) -> None:
+        if self._barging:  # sent before the caller started speaking; cleared, not to be heard
+            self.playback.dropped_bytes += len(event.audio.data)
+            return
         if self.hold.playing or self.hold.since is not None:  # the agent speaks: no more hold audio
             self._out += self.hold.stop()
             self._hold_over(now)
@@ -596,17 +635,18 @@ class Call:
         # (agents/realtime/openai_realtime.py, "input_audio_buffer.speech_started": it only
         # checks that an audio item exists). With everything heard and nothing streaming,
         # there is nothing to cut: no clear, no barge-in.
+        if self._cleared_early:  # cleared when speech_started arrived (``speech_started``)
+            self._cleared_early = False
+            self.playback.drop(event.item_id)  # its audio still arriving is dropped
+            return
         if not self.playback.interruptible:
             self.log.debug("speech started with the agent silent: nothing to clear")
             return
         heard = self.playback.heard(now)
         self._twilio(self.playback.interrupt(event.item_id), now)
-        self.interruptions += 1
-        heard_ms = heard.ms if heard else 0.0
         since = self._speech_started_at
         clear_ms = round(1000 * (now - since), 3) if since is not None and now - since < 1.0 else None
-        self.log.info("barge-in: cleared playback of %s at %.0f ms heard", event.item_id, heard_ms)
-        self._emit(BargeIn(t=now - self._t0, item_id=event.item_id, heard_ms=round(heard_ms), clear_ms=clear_ms))
+        self._barged(event.item_id, heard.ms if heard else 0.0, clear_ms, now)
 
     def _on_guardrail_tripped(self, event: Any, now: float) -> None:
         self._twilio(self.playback.interrupt(), now)
@@ -688,6 +728,7 @@ class Call:
             self._caller_speaking = started
             if started:
                 self._speech_started_at = now  # the SDK emits audio_interrupted right after
+                self._barging = False  # what the model sent before it has all been dropped
             else:
                 self._response_due = True  # the model answers a finished turn
             if self.silence is not None:

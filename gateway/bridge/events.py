@@ -65,8 +65,9 @@ class BargeIn(_Event):
 
     item_id: str
     heard_ms: int
-    #: From the model's ``speech_started`` reaching the gateway to Twilio's ``clear`` (None:
-    #: no ``speech_started`` just before, e.g. a guardrail).
+    #: From the model's ``speech_started`` reaching the gateway (the raw server message, before
+    #: the SDK handles it) to Twilio's ``clear`` (None: no ``speech_started`` just before, e.g.
+    #: a guardrail).
     clear_ms: float | None = None
     type: Literal["interrupted"] = "interrupted"
 

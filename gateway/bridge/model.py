@@ -19,7 +19,10 @@ from typing import Any
 
 from agents import RunContextWrapper
 from agents.realtime import (
+    OpenAIRealtimeWebSocketModel,
     RealtimeAgent,
+    RealtimeModelEvent,
+    RealtimeModelListener,
     RealtimePlaybackTracker,
     RealtimeRunConfig,
     RealtimeRunner,
@@ -52,16 +55,24 @@ class PlaybackTracker(RealtimePlaybackTracker):
     """The SDK's playback tracker, answered from ``Playback``: what the caller heard, from
     Twilio mark echoes, interpolated between echoes (gateway/bridge/playback.py). The SDK
     reads ``get_state`` when the caller starts speaking over the agent and truncates the
-    model's item there (agents/realtime/openai_realtime.py, speech_started handling); it
-    reads nothing else of the tracker, so the ``on_play_*`` reports are not needed."""
+    model's item there, then calls ``on_interrupted`` (agents/realtime/openai_realtime.py,
+    speech_started handling); it reads nothing else of the tracker, so the ``on_play_*``
+    reports are not needed. When the gateway has already cleared playback for this
+    speech_started (``Call.speech_started``), the answer is what the caller had heard when the
+    ``clear`` went out (``Playback.cut``), not what they would have heard by now."""
 
     def __init__(self, playback: Playback, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._playback = playback
         self._clock = clock
 
+    def on_interrupted(self) -> None:
+        self._playback.cut = None  # the SDK has truncated at it
+
     def get_state(self):  # type: ignore[override]
-        heard = self._playback.heard(self._clock())
+        heard = self._playback.cut
+        if heard is None:
+            heard = self._playback.heard(self._clock())
         if heard is None:
             return {"current_item_id": None, "current_item_content_index": None, "elapsed_ms": None}
         return {
@@ -69,6 +80,26 @@ class PlaybackTracker(RealtimePlaybackTracker):
             "current_item_content_index": heard.content_index,
             "elapsed_ms": heard.ms,
         }
+
+
+class SpeechStartWatch(RealtimeModelListener):
+    """The earliest point at which the gateway can know that the caller started speaking:
+    a listener on the session's model, added before the session's own. The SDK hands every
+    server message to its model's listeners, in the order they were added, before it parses
+    the message or acts on it (``OpenAIRealtimeWebSocketModel._handle_ws_event`` emits a
+    ``RealtimeModelRawServerEvent`` first; agents/realtime/openai_realtime.py). So ``handle``
+    runs, and is awaited, before the SDK reads the playback tracker and sends its truncate, and
+    before anything the session has queued for the call's reader."""
+
+    def __init__(self, handle: Callable[[float], Awaitable[None]], clock: Callable[[], float]) -> None:
+        self._handle = handle
+        self._clock = clock
+
+    async def on_event(self, event: RealtimeModelEvent) -> None:
+        if event.type == "raw_server_event":
+            data = event.data
+            if type(data) is dict and data.get("type") == "input_audio_buffer.speech_started":
+                await self._handle(self._clock())
 
 
 def model_settings(settings: Settings) -> dict[str, Any]:
@@ -138,6 +169,9 @@ class ModelLink:
         self._failure: str | None = None  # a transport exception the session reported
         #: Sending failed on the current session: its reader will see it end, and reconnect.
         self.broken = False
+        #: Called with the time a ``speech_started`` arrived, before the SDK handles it
+        #: (``SpeechStartWatch``); None: nobody.
+        self.on_speech_started: Callable[[float], Awaitable[None]] | None = None
 
     # --- Connecting -------------------------------------------------------------------------------
 
@@ -147,7 +181,10 @@ class ModelLink:
         guard_tools(agent, self.settings.tool_timeout_s, exempt=GATEWAY_TOOLS, log=self.log)
 
     async def _new_session(self) -> RealtimeSession:
-        runner = RealtimeRunner(self.agent, config=RealtimeRunConfig(async_tool_calls=True))
+        model = OpenAIRealtimeWebSocketModel()
+        if self.on_speech_started is not None:
+            model.add_listener(SpeechStartWatch(self.on_speech_started, self.clock))  # before the session's
+        runner = RealtimeRunner(self.agent, model=model, config=RealtimeRunConfig(async_tool_calls=True))
         return await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker, self.info))
 
     async def connect(self, wanted: Callable[[], bool]) -> RealtimeSession | None:

@@ -86,6 +86,10 @@ class Playback:
         self._interrupted: collections.deque[str] = collections.deque(maxlen=self._REMEMBER_INTERRUPTED)
         self.dropped_bytes = 0  # late model audio of interrupted items, dropped
         self.stale_echoes = 0  # echoes of marks sent before a clear
+        #: What the caller had heard when a barge-in cleared playback (``barge_in``): the
+        #: model's truncation, which follows, is told this (``PlaybackTracker``), not what they
+        #: would have heard by the time it asks. None once told, or when no barge-in is pending.
+        self.cut: Heard | None = None
 
     # --- The model speaks ------------------------------------------------------------------
 
@@ -212,6 +216,18 @@ class Playback:
         )
 
     # --- Barge-in ----------------------------------------------------------------------------------
+
+    def barge_in(self, now: float) -> list[Action]:
+        """The caller started talking over the agent: ``interrupt``, and keep what they had
+        heard at this instant, the one the ``clear`` goes out at, as ``cut``."""
+        self.cut = self.heard(now)
+        return self.interrupt()
+
+    def drop(self, item_id: str) -> None:
+        """Drop ``item_id``'s audio from now on, like an interrupted item's, without a
+        ``clear`` (playback was already cleared)."""
+        if item_id not in self._interrupted:
+            self._interrupted.append(item_id)
 
     def interrupt(self, item_id: str | None = None) -> list[Action]:
         """The caller talked over the agent (or a guardrail tripped): stop playback now.

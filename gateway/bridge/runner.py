@@ -140,6 +140,7 @@ class CallRunner:
             call.agent_chosen(agent.name, self.clock())
             self.model = ModelLink(self.settings, self.info, self.tracker, call.log, self.clock)
             self.model.use(agent)
+            self.model.on_speech_started = self._speech_started
             twilio_task = asyncio.create_task(self._read_twilio(), name=f"twilio-{self.call_sid}")
             try:
                 await self._converse(twilio_task)
@@ -271,6 +272,15 @@ class CallRunner:
             await self.execute(call.model_reconnected(self.clock() - started, self.clock()))
             await self._go_live()
             self.log.info("model reconnected in %.0f ms; the conversation goes on", 1000 * (self.clock() - started))
+
+    async def _speech_started(self, received: float) -> None:
+        """The model heard the caller start speaking (``SpeechStartWatch``): a barge-in's
+        ``clear`` goes out from here, in the model's reader, before the SDK truncates. Nothing
+        raised here may reach the SDK's reader: it would end the model session."""
+        try:
+            await self.execute(self.call.speech_started(received, self.clock()))
+        except Exception:
+            self.log.exception("could not clear playback as the caller started speaking")
 
     async def _session_event(self, event: Any) -> None:
         if self.log.isEnabledFor(logging.DEBUG):  # every event, with the call SID

@@ -31,6 +31,7 @@ from gateway.bridge.actions import (
 )
 from gateway.bridge.call import CHECK_IN_REQUEST, HEARD_TIMEOUT_S, ROLLOVER_QUIET_WAIT_S, Call, Phase
 from gateway.bridge.ending import EndReason, close_code
+from gateway.bridge.model import PlaybackTracker
 from gateway.bridge.events import BargeIn, CallEnded, CallStarted, DigitPressed, HungUp, Transferred
 from gateway.bridge.timing import DigitsResult
 from gateway.security import TOKEN_PARAMETER, CallTokens
@@ -258,6 +259,73 @@ def test_barge_in_clears_once_and_tells_what_was_heard() -> None:
     assert call.playback.stale_echoes == 4 and not call.playback.speaking
     # Late audio of the interrupted item is dropped.
     assert call.session_event(audio("item_a", 100), 1.2) == []
+
+
+def test_the_clear_goes_out_when_speech_started_arrives_and_the_truncation_is_what_was_heard_then() -> None:
+    """The model edge hands over speech_started the moment it arrives, before the SDK handles
+    it and before the session's queue (which still holds audio the model sent earlier)."""
+    call = live()
+    call.session_event(agent_start(), 1.0)
+    sent = call.session_event(audio("item_a", 500), 1.0)
+    call.receive(mark(marks(sent)[0]), 1.1)  # 100 ms played
+    # speech_started arrives 150 ms into the reply, and is handed over 0.2 ms later.
+    assert call.speech_started(received=1.15, now=1.1502) == [SendClear()]
+    (barge,) = [e for e in call.record.timeline if isinstance(e, BargeIn)]
+    assert barge.item_id == "item_a" and barge.heard_ms == 150 and barge.clear_ms == pytest.approx(0.2)
+    # The SDK asks what was heard after it has parsed the event, later: the answer is what the
+    # caller had heard when the clear went out, not what they would have heard by then.
+    tracker = PlaybackTracker(call.playback, clock=lambda: 1.2)
+    state = tracker.get_state()
+    assert state["current_item_id"] == "item_a" and state["elapsed_ms"] == pytest.approx(150.2)
+    tracker.on_interrupted()  # the SDK truncated
+    assert call.playback.cut is None and tracker.get_state()["current_item_id"] is None
+    # The queue delivers what the model sent before speech_started: cleared, never sent.
+    assert call.session_event(audio("item_b", 200), 1.2) == []
+    assert call.session_event(speech(True), 1.2) == []
+    # Then the SDK's audio_interrupted: the clear is out already; no second one, one barge-in.
+    assert call.session_event(interrupted("item_b"), 1.2) == []
+    assert call.interruptions == 1 and len([e for e in call.record.timeline if isinstance(e, BargeIn)]) == 1
+    # The interrupted items' late audio is dropped; the next reply plays.
+    assert call.session_event(audio("item_b", 100), 1.25) == []
+    assert call.session_event(audio("item_a", 100), 1.25) == []
+    assert sum(isinstance(a, SendMedia) for a in call.session_event(audio("item_c", 100), 1.3)) > 0
+
+
+def test_no_early_clear_when_the_session_does_not_interrupt_responses() -> None:
+    call = live(GATEWAY_INTERRUPT_RESPONSE="false")
+    call.session_event(agent_start(), 1.0)
+    call.session_event(audio("item_a", 500), 1.0)
+    assert call.speech_started(received=1.15, now=1.15) == []
+    assert call.playback.cut is None and call.interruptions == 0
+    # The SDK cancels the response itself then (agents/realtime/openai_realtime.py) and says
+    # so with audio_interrupted: that clears, as before.
+    assert call.session_event(speech(True), 1.16) == []
+    assert call.session_event(interrupted("item_a"), 1.16) == [SendClear()]
+    assert call.interruptions == 1
+
+
+def test_speech_started_with_the_agent_silent_clears_nothing_and_forgets_an_old_cut() -> None:
+    call = live()
+    for name in say(call, "item_a", 100, 1.0):
+        call.receive(mark(name), 1.1)
+    call.playback.cut = call.playback.heard(1.1)  # left over: the SDK never asked
+    assert call.speech_started(received=2.0, now=2.0) == []
+    assert call.playback.cut is None
+    assert call.session_event(speech(True), 2.0) == [] and call.session_event(interrupted("item_a"), 2.0) == []
+    assert not any(isinstance(e, BargeIn) for e in call.record.timeline)
+
+
+def test_a_new_session_forgets_a_barge_in_its_predecessor_never_finished() -> None:
+    """speech_started cleared playback, then the session failed before its queue was read:
+    the reconnected session's audio plays."""
+    call = live()
+    call.session_event(agent_start(), 1.0)
+    call.session_event(audio("item_a", 500), 1.0)
+    assert call.speech_started(received=1.1, now=1.1) == [SendClear()]
+    call.model_lost(1.2)
+    call.model_reconnected(0.3, 1.5)
+    call.flush(1.5)
+    assert sum(isinstance(a, SendMedia) for a in call.session_event(audio("item_z", 100), 1.6)) > 0
 
 
 def test_speech_with_nothing_playing_clears_nothing() -> None:

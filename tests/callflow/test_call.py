@@ -124,7 +124,10 @@ async def test_barge_in_clears_at_once_and_truncates_at_what_was_heard(start_gat
     # Streaming in real time, the model was still talking: the barge-in cancelled it. Streaming
     # fast (like the API), it had finished sending before the caller spoke.
     assert conn.responses[0].status == ("cancelled" if pace else "completed")
-    assert abs(truncation.audio_end_ms - first) <= 100, (truncation.audio_end_ms, first)
+    # The gateway sends the clear the moment speech_started arrives and tells the SDK's
+    # truncation what had been heard then: the error is the clear's own trip to the caller
+    # (a few ms here), not the SDK's and the session queue's time on top.
+    assert abs(truncation.audio_end_ms - first) <= 20, (truncation.audio_end_ms, first)
     assert 1000 <= first < 4000
 
     # Nothing of the interrupted answer after the clear: what followed is exactly the second one.
