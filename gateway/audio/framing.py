@@ -40,6 +40,20 @@ class Framer:
         del pending[:whole]
         return frames
 
+    def push_whole(self, data: bytes) -> bytes:
+        """Like ``push``, but every whole frame in one ``bytes`` (empty if none): for a sender
+        that puts several frames in one message."""
+        pending = self._pending
+        if not pending and len(data) % self.frame_bytes == 0:
+            return data  # the usual case: whole frames in, nothing held back
+        pending += data
+        whole = len(pending) - len(pending) % self.frame_bytes
+        if not whole:
+            return b""
+        out = bytes(pending[:whole])
+        del pending[:whole]
+        return out
+
     def flush(self) -> bytes:
         rest = bytes(self._pending)
         self._pending.clear()

@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from gateway.audio import InboundTranscoder, OutboundTranscoder
+from gateway.audio import FRAME_BYTES, InboundTranscoder, OutboundTranscoder
 from gateway.bridge.actions import (
     Action,
     Ask,
@@ -741,8 +741,8 @@ class Call:
 
     def _twilio(self, actions: list[Action], now: float) -> None:
         for action in actions:
-            if type(action) is SendMedia:
-                self.record.frames_out += 1
+            if type(action) is SendMedia:  # several frames a message: count the frames
+                self.record.frames_out += -(-len(action.payload) // FRAME_BYTES)
         if not self._first_audio_sent and self.record.frames_out and self._started_at is not None:
             self._first_audio_sent = True
             self._emit(FirstAudio(t=now - self._t0, seconds=round(now - self._started_at, 4)))

@@ -246,7 +246,8 @@ def test_barge_in_clears_once_and_tells_what_was_heard() -> None:
     call = live()
     call.session_event(agent_start(), 1.0)
     sent = call.session_event(audio("item_a", 500), 1.0)
-    assert sum(isinstance(a, SendMedia) for a in sent) == 25 and len(marks(sent)) == 5
+    # 500 ms: five messages of 100 ms, each followed by its mark.
+    assert [len(a.payload) for a in sent if isinstance(a, SendMedia)] == [800] * 5 and len(marks(sent)) == 5
     call.receive(mark(marks(sent)[0]), 1.1)  # 100 ms played
     # The caller speaks 150 ms into the reply: 100 ms echoed, 50 ms since.
     actions = call.session_event(interrupted("item_a"), 1.15)

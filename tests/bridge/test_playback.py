@@ -28,14 +28,27 @@ def ms(n: int) -> bytes:
 def test_audio_is_framed_and_marked_every_interval() -> None:
     p = make(100)
     actions = p.audio("item_a", 0, ms(250), now=0.0)
-    assert [len(f) for f in media(actions)] == [160] * 12  # 240 ms in whole frames; 10 ms held
+    # 240 ms in whole frames (10 ms held), one message up to each mark, a mark right after the
+    # frame that completes its interval: 100 ms, mark, 100 ms, mark, 40 ms.
+    assert [len(f) for f in media(actions)] == [800, 800, 320]
+    assert [type(a) for a in actions] == [SendMedia, SendMark, SendMedia, SendMark, SendMedia]
     assert marks(actions) == ["g0:item_a:0:800", "g0:item_a:0:1600"]
-    # A mark comes right after the frame that completes its interval.
-    assert isinstance(actions[5], SendMark) and actions[5].name == "g0:item_a:0:800"
+    # The next delta's first frame completes the third interval: its mark comes after it.
+    more = p.audio("item_a", 0, ms(70), now=0.0)  # 10 held + 70 = 80 ms: 80 ms in whole frames
+    assert [len(f) for f in media(more)] == [480, 160] and marks(more) == ["g0:item_a:0:2400"]
+    assert [type(a) for a in more] == [SendMedia, SendMark, SendMedia]
     end = p.audio_end("item_a", 0, now=0.0)
-    assert [len(f) for f in media(end)] == [80]  # the held 10 ms, unpadded
-    assert marks(end) == ["g0:item_a:0:2000"]
+    assert media(end) == []  # nothing held: 320 ms sent in all
+    assert marks(end) == ["g0:item_a:0:2560"]
     assert p.audio_end("item_a", 0, now=0.0) == []  # idempotent
+
+
+def test_an_items_last_bytes_go_out_unpadded_with_the_final_mark() -> None:
+    p = make(100)
+    assert [len(f) for f in media(p.audio("item_a", 0, ms(25), now=0.0))] == [160]  # 5 ms held
+    end = p.audio_end("item_a", 0, now=0.0)
+    assert [type(a) for a in end] == [SendMedia, SendMark]
+    assert [len(f) for f in media(end)] == [40] and marks(end) == ["g0:item_a:0:200"]
 
 
 def test_pcm16_durations_survive_transcoding_into_marks() -> None:
@@ -98,7 +111,7 @@ def test_barge_in_clears_and_makes_pending_echoes_stale() -> None:
     assert p.dropped_bytes == 800
     fresh = p.audio("item_b", 0, ms(100), now=0.3)
     assert marks(fresh) == ["g1:item_b:0:800"]
-    assert len(media(fresh)) == 5
+    assert [len(f) for f in media(fresh)] == [800]
 
 
 def test_interrupt_drops_held_back_audio() -> None:
