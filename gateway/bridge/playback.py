@@ -17,8 +17,10 @@ their echoes, which Twilio sends at once, are recognised as stale. Each echo rep
 exactly the audio played since the previous echo of that item.
 
 Between echoes, ``heard`` interpolates. Twilio plays at real time, so ``t`` seconds after the
-echo at offset ``x`` the caller is at ``x + t``. That is capped at the audio sent, and at one
-mark interval (the next echo is due by then; if it is late, playback is stalled). This is how
+echo at offset ``x`` the caller is at ``x + t``, except that no message plays before it was
+sent: a model streaming at real time can deliver a chunk after Twilio's queue ran dry, and
+playback waits for it. That is capped at the audio sent, and at one mark interval (the next
+echo is due by then; if it is late, playback is stalled). This is how
 the truncation sent to the model matches what the caller heard even mid-interval, and even in
 the first 100 ms of a reply, before any echo.
 """
@@ -32,6 +34,7 @@ from gateway.audio import FRAME_BYTES, ULAW_BYTES_PER_MS, Framer, OutboundTransc
 from gateway.bridge.actions import SendClear, SendMark, SendMedia
 
 Action = SendMedia | SendMark | SendClear
+_BYTES_PER_S = 1000 * ULAW_BYTES_PER_MS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +65,9 @@ class _Item:
     acked: int = 0  # offset of the last mark echoed (played)
     anchor: tuple[int, float] | None = None  # (offset, time) at which playback was seen there
     ended: bool = False
+    #: (end offset, time sent) of each media message past the last echo: audio cannot play
+    #: before it was sent (``Playback.heard``).
+    sends: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -145,11 +151,13 @@ class Playback:
             if cut >= size:  # no mark inside: the rest in one message
                 actions.append(SendMedia(audio[start:] if start else audio))
                 item.sent += size - start
+                item.sends.append((item.sent, now))
                 if item.sent - item.marked >= self._interval:
                     actions.append(self._mark(item, final=False))
                 return
             actions.append(SendMedia(audio[start:cut]))
             item.sent += cut - start
+            item.sends.append((item.sent, now))
             actions.append(self._mark(item, final=False))
             start = cut
 
@@ -174,6 +182,9 @@ class Playback:
         played = offset - item.acked
         item.acked = offset
         item.anchor = (offset, now)
+        sends = item.sends
+        while sends and sends[0][0] <= offset:  # played: every mark closes a message
+            del sends[0]
         if final:
             # The next item queued behind this one starts playing now.
             following = self._following(item)
@@ -199,9 +210,22 @@ class Playback:
         if playing is None:
             return None
         offset, since = playing.anchor
-        elapsed = max(0.0, now - since) * 1000 * ULAW_BYTES_PER_MS
-        ahead = min(elapsed, playing.sent - offset, self._interval)
-        return Heard(playing.item_id, playing.content_index, (offset + max(0.0, ahead)) / ULAW_BYTES_PER_MS)
+        # Twilio plays at real time from the anchor on, but a message cannot play before it was
+        # sent: if the agent's audio came late, playback ran dry and waited for it.
+        position, t = offset, since
+        for end, sent_at in playing.sends:
+            if end <= position:
+                continue
+            begin = t if t >= sent_at else sent_at
+            if now <= begin:
+                break
+            done = begin + (end - position) / _BYTES_PER_S
+            if now < done:
+                position += (now - begin) * _BYTES_PER_S
+                break
+            position, t = end, done
+        ahead = min(position - offset, self._interval)
+        return Heard(playing.item_id, playing.content_index, (offset + ahead) / ULAW_BYTES_PER_MS)
 
     def sent_ms(self, item_id: str, content_index: int) -> float:
         """How much of an item (of this generation) has been sent to Twilio."""

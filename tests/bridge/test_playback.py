@@ -85,6 +85,24 @@ def test_heard_interpolates_between_echoes_and_is_capped() -> None:
     assert p.heard(now=12.0).ms == pytest.approx(300.0)
 
 
+def test_audio_sent_late_plays_late_and_heard_waits_for_it() -> None:
+    """The model streams at real time and a delta comes 50 ms late: Twilio's queue ran dry and
+    the caller heard nothing meanwhile. What was heard counts from when the audio was sent,
+    not straight on from the last echo (which would run 50 ms ahead of the caller's ears)."""
+    p = make(100)
+    first = marks(p.audio("item_a", 0, ms(100), now=10.0))
+    p.mark_echoed(first[0], now=10.1)  # the first 100 ms played by 10.1
+    late = p.audio("item_a", 0, ms(100), now=10.15)  # the next 100 ms, sent 50 ms after it ran dry
+    assert p.heard(now=10.14).ms == pytest.approx(100.0)  # waiting: nothing to play yet
+    assert p.heard(now=10.2).ms == pytest.approx(150.0)  # playing since 10.15, not since 10.1
+    assert p.heard(now=10.25).ms == pytest.approx(200.0)  # all that was sent by then
+    # Audio sent in time plays on without a gap: the echo's anchor, then real time.
+    more = p.audio("item_a", 0, ms(300), now=10.25)
+    p.mark_echoed(marks(late)[0], now=10.25)
+    assert p.heard(now=10.3).ms == pytest.approx(250.0)
+    assert len(marks(more)) == 3
+
+
 def test_next_item_starts_playing_when_the_previous_final_mark_echoes() -> None:
     p = make(100)
     a = marks(p.audio("item_a", 0, ms(100), now=0.0)) + marks(p.audio_end("item_a", 0, now=0.0))
