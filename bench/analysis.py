@@ -355,3 +355,137 @@ def least_disturbed(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     best = min(summaries, key=disturbance)
     return {**best, "repeats": len(summaries), "cpu_per_call_s_ms_runs": [s["cpu_per_call_s_ms"] for s in summaries]}
+
+
+# --- barge-in (bench/bargein.py) -------------------------------------------------------------------
+
+
+def machine_summary(result: Any) -> dict[str, float]:
+    """The system under test's CPU and the machine's state over a step's hold window: what
+    ``summarise`` reports of them, for steps with or without background calls."""
+    hold = result.samples["hold"]
+    wall = hold["t1"] - hold["t0"]
+    cpu = hold["cpu1"] - hold["cpu0"]
+    load = hold["load_cpu1"] - hold["load_cpu0"]
+    return {
+        "wall_s": wall,
+        "cpu_util": cpu / wall,
+        "load_core_util": load / wall,
+        "foreign_sut_core": _core_delta(hold, SUT_CORE, "busy") / wall - cpu / wall,
+        "foreign_load_core": (_core_delta(hold, LOAD_CORE, "busy") - load) / wall,
+        "steal": max(_core_delta(hold, c, "steal") for c in (SUT_CORE, LOAD_CORE)) / wall,
+        "steal_spells": len(steal_spells(result.samples)),
+    }
+
+
+def barge_in_records(calls: Sequence[Any], connections: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per barge-in call (group ``bargein``), from both sides (plain values, for JSON):
+
+    - ``clear_ms``: the caller's receipt of the first ``clear`` minus the model server's send
+      of ``speech_started`` (handed to the socket);
+    - ``played_ms``: the agent audio the caller had played when the ``clear`` arrived;
+      ``audio_end_ms``: the first ``conversation.item.truncate`` the server received after its
+      ``speech_started``; ``truncation_error_ms`` = ``audio_end_ms - played_ms`` (negative: the
+      model thinks the caller heard less than they did);
+    - ``after_clear_frames`` / ``after_clear_ms``: agent ``media`` received after the clear (the
+      clear and a frame read in the same packet share a time, so they are told apart by order:
+      the bytes received before the clear);
+    - ``problem``: why a figure is missing (None if none is).
+    """
+    by_sid = {c["call_sid"]: c for c in connections if c.get("call_sid")}
+    records = []
+    for call in calls:
+        if call.group != "bargein":
+            continue
+        conn = by_sid.get(call.call_sid, {})
+        sent, clear = conn.get("speech_sent"), call.t_clear
+        truncation = next(((item, end, t) for item, end, t in conn.get("truncations", [])
+                           if conn.get("speech_queued") is not None and t >= conn["speech_queued"]), None)
+        rx_bytes = np.frombuffer(call.rx_bytes, dtype=np.int64) if len(call.rx_bytes) else np.zeros(0, dtype=np.int64)
+        after_frames = after_ms = None
+        if call.rx_bytes_at_clear is not None:
+            after = rx_bytes[np.searchsorted(rx_bytes, call.rx_bytes_at_clear, side="right"):]
+            after_frames = len(after)
+            after_ms = (int(after[-1]) - call.rx_bytes_at_clear) / 8 if len(after) else 0.0
+        record = {
+            "call_sid": call.call_sid,
+            "barge_in_s": call.barge_in,
+            "barge_at": conn.get("barge_at"),
+            "speech_queued": conn.get("speech_queued"),
+            "speech_sent": sent,
+            "t_clear": clear,
+            "clears": call.clears,
+            "clear_ms": 1000 * (clear - sent) if clear is not None and sent is not None else None,
+            "received_ms": call.rx_bytes_at_clear / 8 if call.rx_bytes_at_clear is not None else None,
+            "played_ms": call.played_ms_at_clear,
+            # Greeting time the caller's playback stood still before the clear (its audio came
+            # late): from the first audio to the clear, minus what played.
+            "starved_ms": (1000 * (clear - call.first_audio) - call.played_ms_at_clear
+                           if clear is not None and call.first_audio is not None
+                           and call.played_ms_at_clear is not None else None),
+            "item_ms_at_barge": conn.get("item_ms_at_barge"),
+            "item_id": conn.get("item_id"),
+            "truncate_item_id": truncation[0] if truncation else None,
+            "audio_end_ms": truncation[1] if truncation else None,
+            "truncate_ms": 1000 * (truncation[2] - sent) if truncation and sent is not None else None,
+            "truncation_error_ms": (truncation[1] - call.played_ms_at_clear
+                                    if truncation and call.played_ms_at_clear is not None else None),
+            # How late the caller sent its last mark echo before the clear (harness): the
+            # gateway counts from an echo's arrival, so this much error is the caller's.
+            "echo_late_ms": (1000 * (echo[1] - echo[0]) if (echo := getattr(call, "last_echo_at_clear", None))
+                             else None),
+            "after_clear_frames": after_frames,
+            "after_clear_ms": after_ms,
+            "response_status": conn.get("response_status"),
+            "error": call.error,
+            "closed_by": call.closed_by,
+        }
+        record["problem"] = barge_in_problem(record, conn)
+        records.append(record)
+    return records
+
+
+def barge_in_problem(r: dict[str, Any], conn: dict[str, Any]) -> str | None:
+    if not conn:
+        return "the model server never saw the call"
+    if r["speech_sent"] is None:
+        return "no speech_started sent (the call ended before its barge-in?)"
+    if r["t_clear"] is None:
+        return "no clear" + (f" ({r['error']})" if r["error"] else "")
+    if r["audio_end_ms"] is None:
+        return "no conversation.item.truncate"
+    if r["truncate_item_id"] != r["item_id"]:
+        return f"truncated {r['truncate_item_id']}, not the greeting's item {r['item_id']}"
+    if r["error"]:
+        return r["error"]
+    if r["closed_by"] != "caller":
+        return f"closed by the {r['closed_by']}"
+    return None
+
+
+def barge_in_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of a step's barge-ins (ms): clear latency and |truncation error| at p50, p99
+    and max, the worst signed error, the agent audio after the clears, and what went wrong."""
+    clear = np.array([r["clear_ms"] for r in records if r["clear_ms"] is not None], dtype=float)
+    error = np.array([r["truncation_error_ms"] for r in records if r["truncation_error_ms"] is not None
+                      and r["problem"] is None], dtype=float)
+    worst = float(error[np.argmax(np.abs(error))]) if len(error) else float("nan")
+    measured = [r for r in records if r["after_clear_frames"] is not None]
+    starved = np.array([r["starved_ms"] for r in records if r.get("starved_ms") is not None], dtype=float)
+    return {
+        "n": len(records),
+        "ok": sum(r["problem"] is None for r in records),
+        "problems": [f"{r['call_sid']}: {r['problem']}" for r in records if r["problem"]],
+        "clear": {"n": len(clear), "p50": pct(clear, 50), "p99": pct(clear, 99),
+                  "max": float(clear.max()) if len(clear) else float("nan")},
+        "error": {"n": len(error), "p50": pct(np.abs(error), 50), "p99": pct(np.abs(error), 99),
+                  "max": float(np.abs(error).max()) if len(error) else float("nan"), "worst": worst,
+                  "mean": float(error.mean()) if len(error) else float("nan")},
+        "after_clear": {"frames": sum(r["after_clear_frames"] for r in measured),
+                        "ms": sum(r["after_clear_ms"] for r in measured),
+                        "calls": sum(1 for r in measured if r["after_clear_frames"])},
+        "extra_clears": sum(max(0, r["clears"] - 1) for r in records),
+        "starved": {"p50": pct(starved, 50), "max": float(starved.max()) if len(starved) else float("nan")},
+        "echo_late_max": max((r["echo_late_ms"] for r in records if r.get("echo_late_ms") is not None),
+                             default=float("nan")),
+    }

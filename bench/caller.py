@@ -23,7 +23,17 @@ Each call does what Twilio does (the wire format is ``gateway.twilio``'s, the si
 - plays the agent's audio as Twilio does (queued, at real time) and echoes each ``mark`` when
   the audio before it has played, at once on ``clear``;
 - sends ``stop`` and closes at its hang-up time (or, with ``after_audio``, that many seconds
-  after the greeting's first audio arrived: a call that only sets up, for bursts).
+  after the greeting's first audio arrived: a call that only sets up, for bursts; or, with
+  ``after_clear``, that many seconds after the first ``clear``: a barge-in call, for
+  ``bench/bargein.py``).
+
+At the first ``clear`` a call records when it arrived, the agent audio received by then, how
+much of it had played (``played_ms_at_clear``: the playout model above, audio playing from
+its arrival, back to back, 8 bytes a millisecond), and when its last mark echo before it was
+due and actually went out (the gateway reckons what was heard from its echoes: an echo this
+process sent late is the harness's error, not the gateway's). The audio received after it is
+in ``rx_t`` / ``rx_bytes``. A call of the plan may carry its ``call_sid`` (and ``barge_in``,
+the model server's business, kept in the record).
 
 Two options of the plan, for a test that runs its own load (tests/test_rolling_deploy.py):
 ``"stop_file"``, a path: once it exists, calls not yet started are not placed (``skipped``), so
@@ -115,6 +125,8 @@ class CallRecord:
     planned_start: float
     planned_end: float
     after_audio: float | None = None  # hang up this long after the greeting's first audio
+    after_clear: float | None = None  # hang up this long after the first `clear`
+    barge_in: float | None = None  # the plan's barge-in (the model server sends speech_started)
     t_post: float | None = None  # webhook POST sent
     t_open: float | None = None  # WebSocket open
     t0: float | None = None  # `start` sent: the stream's time zero
@@ -126,6 +138,10 @@ class CallRecord:
     marks: int = 0
     echoes: int = 0
     clears: int = 0
+    t_clear: float | None = None  # the first `clear` arrived
+    rx_bytes_at_clear: int | None = None  # agent audio received by then (mu-law bytes)
+    played_ms_at_clear: float | None = None  # of which played by then (ms)
+    last_echo_at_clear: tuple[float, float] | None = None  # the last mark echo before it: (due, sent)
     other: int = 0  # messages that are neither media, mark nor clear
     redirects: int = 0  # <Redirect>s followed before the TwiML with the stream
     skipped: bool = False  # not placed: the plan's stop file existed at its start time
@@ -155,6 +171,7 @@ class CallSocket(asyncio.Protocol):
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.heard: asyncio.Future[None] = loop.create_future()  # the first agent audio arrived
+        self.cleared: asyncio.Future[None] = loop.create_future()  # the first `clear` arrived
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._open = False
@@ -165,6 +182,7 @@ class CallSocket(asyncio.Protocol):
         self.queue_end = 0.0  # when the audio queued at "Twilio" stops playing
         self.pending: list[tuple[float, str]] = []  # marks waiting for their audio to play
         self.generation = 0  # bumped by `clear`: scheduled echoes of older marks are void
+        self.last_echo: tuple[float, float] | None = None  # the last mark echo: (due, sent)
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -195,8 +213,9 @@ class CallSocket(asyncio.Protocol):
     def echo_due(self, now: float) -> None:
         pending = self.pending
         while pending and pending[0][0] <= now:
-            _, name = pending.pop(0)
+            due, name = pending.pop(0)
             self.send_mark(name)
+            self.last_echo = (due, time.monotonic())
 
     def close(self, code: int = 1000) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -291,11 +310,18 @@ class CallSocket(asyncio.Protocol):
                 return
             if self.queue_end <= now and not self.pending:
                 self.send_mark(name)
+                self.last_echo = (now, now)
             else:
                 self.pending.append((self.queue_end, name))
                 self.generator.schedule(self.queue_end, Generator.ECHO, self, self.generation)
         elif event == "clear":
             record.clears += 1
+            if record.t_clear is None:
+                record.t_clear, record.rx_bytes_at_clear = now, self.rx_total
+                queued_s = max(0.0, self.queue_end - now)
+                record.played_ms_at_clear = 1000 * (self.rx_total / ULAW_BYTES_PER_S - queued_s)
+                record.last_echo_at_clear = self.last_echo
+                self.cleared.set_result(None)
             self.queue_end = now
             self.generation += 1
             pending, self.pending = self.pending, []
@@ -412,6 +438,11 @@ class Generator:
                 if record.first_audio is not None:
                     end = min(record.planned_end, record.first_audio + record.after_audio)
                     await _sleep_until(end, until=call.closed)
+            if record.after_clear is not None:  # a barge-in call: hang up a while after the clear
+                await _sleep_until(record.planned_end, until=call.cleared)
+                if record.t_clear is not None:
+                    end = min(record.planned_end, record.t_clear + record.after_clear)
+                    await _sleep_until(end, until=call.closed)
             await _sleep_until(record.planned_end, until=call.closed)
             if call.live:  # still up: the caller hangs up
                 call.live = False
@@ -449,9 +480,10 @@ class Generator:
         base = time.monotonic() + self.plan.get("base_offset", 1.0)
         for i, spec in enumerate(self.plan["calls"]):
             self.records.append(CallRecord(
-                index=i, group=spec.get("group", "load"), call_sid=new_sid("CA"), stream_sid=new_sid("MZ"),
-                planned_start=base + spec["start"], planned_end=base + spec["end"],
-                after_audio=spec.get("after_audio")))
+                index=i, group=spec.get("group", "load"), call_sid=spec.get("call_sid") or new_sid("CA"),
+                stream_sid=new_sid("MZ"), planned_start=base + spec["start"], planned_end=base + spec["end"],
+                after_audio=spec.get("after_audio"), after_clear=spec.get("after_clear"),
+                barge_in=spec.get("barge_in")))
         print(json.dumps({"base": base}), flush=True)
         scheduler = asyncio.create_task(self.scheduler())
         probe = asyncio.create_task(self.lag_probe())

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import pickle
+import random
 import select
 import signal
 import socket
@@ -196,6 +197,15 @@ class Step:
     chunk_ms: int = 100  # model audio per delta
     model_compression: str = "deflate"  # the model server's permessage-deflate: "deflate" or "none"
     warmup_calls: int = 2
+    # Barge-in calls (bench/bargein.py): this many calls set up at ``barge_in_rate`` a second
+    # across the hold; the model server sends ``speech_started`` on each once it has streamed a
+    # random ``barge_in_after`` (min, max) seconds of its greeting, and the caller hangs up a
+    # random ``barge_in_stay`` seconds after the ``clear``. Random per call, from ``barge_in_seed``.
+    barge_ins: int = 0
+    barge_in_rate: float = 2.5
+    barge_in_after: tuple[float, float] = (0.8, 2.5)
+    barge_in_stay: tuple[float, float] = (0.5, 1.0)
+    barge_in_seed: int = 15
     python: str = sys.executable
     extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -265,12 +275,33 @@ def plan_calls(step: Step, base: float) -> tuple[list[dict[str, Any]], Timeline]
         burst_start = hold_start + step.hold / 3
         burst_end = burst_start + step.burst_calls / step.burst_rate
         hold_end = max(hold_end, burst_end + 5.0)
+    if step.barge_ins:
+        # The last barge-in call: its barge-in, its stay, and a second for its set-up.
+        hold_end = max(hold_end, hold_start + 0.5 + (step.barge_ins - 1) / step.barge_in_rate
+                       + step.barge_in_after[1] + step.barge_in_stay[1] + 1.0)
     calls = [{"start": warmup + 0.2 * i, "end": warmup + 2.0, "group": "warmup"} for i in range(step.warmup_calls)]
     calls += [{"start": ramp + i / step.rate, "end": hold_end, "group": "load"} for i in range(step.calls)]
     if step.burst_calls:
         starts = [burst_start + i / step.burst_rate for i in range(step.burst_calls)]
         calls += [{"start": t, "end": hold_end, "group": "burst", "after_audio": step.burst_stay} for t in starts]
+    calls += barge_in_calls(step, hold_start + 0.5, hold_end)
     return calls, Timeline(warmup, ramp, hold_start, burst_start, burst_end, hold_end)
+
+
+def barge_in_calls(step: Step, first: float, hold_end: float) -> list[dict[str, Any]]:
+    """The barge-in calls of a step: set up at ``barge_in_rate`` a second from ``first``, each
+    with its call SID (the model server is told which calls to interrupt, and when), the
+    seconds of greeting after which the model server sends ``speech_started`` (``barge_in``),
+    and how long the caller stays after the ``clear`` (``after_clear``). Drawn from
+    ``barge_in_seed``: every step with the same seed gets the same barge-ins (SIDs included)."""
+    rng = random.Random(step.barge_in_seed)
+    calls = []
+    for i in range(step.barge_ins):
+        after, stay = rng.uniform(*step.barge_in_after), rng.uniform(*step.barge_in_stay)
+        start = first + i / step.barge_in_rate
+        calls.append({"start": start, "end": min(hold_end, start + after + stay + 5.0), "group": "bargein",
+                      "call_sid": "CA%032x" % rng.getrandbits(128), "barge_in": after, "after_clear": stay})
+    return calls
 
 
 def core_times() -> dict[int, dict[str, float]]:
@@ -324,10 +355,15 @@ class Rig:
         # Every process starts at once (imports take seconds); the caller waits for a "go".
         model_port, port = free_port(), free_port()
         model_url = f"ws://127.0.0.1:{model_port}/v1/realtime"
+        barge_ins = {c["call_sid"]: c["barge_in"] for c in self.calls if c.get("barge_in") is not None}
+        model_options: list[str] = []
+        if barge_ins:  # which calls the model server interrupts, and after how much of the greeting
+            (run_dir / "barge_ins.json").write_text(json.dumps(barge_ins))
+            model_options = ["--barge-ins", str(run_dir / "barge_ins.json")]
         self.model = self._spawn("model", [py, str(BENCH / "model.py"), "--port", str(model_port),
                                            "--reply-seconds", f"{self.reply_s:.0f}", "--chunk-ms", str(step.chunk_ms),
                                            "--compression", step.model_compression,
-                                           "--out", str(run_dir / "model.pickle")],
+                                           "--out", str(run_dir / "model.pickle"), *model_options],
                                  core=LOAD_CORE, stdout_pipe=True, env=self._profile_env("model"))
         if step.target == "gateway":
             # One process, the one measured (--workers would default to one per core it sees).

@@ -18,7 +18,20 @@ records:
   audio bytes received so far (in the session's input format);
 - ``delta_t`` / ``delta_bytes``: when each ``response.output_audio.delta`` of the first response
   went out, and the output audio bytes sent so far (in the session's output format);
-- the input and output formats (``audio/pcm`` 24 kHz or ``audio/pcmu``).
+- the input and output formats (``audio/pcm`` 24 kHz or ``audio/pcmu``);
+- ``item_id``: the first response's audio item (the greeting);
+- for a barge-in call (``--barge-ins``): ``barge_at``, when the server meant to interrupt;
+  ``speech_queued`` and ``speech_sent``, when its ``speech_started`` was queued and when the
+  writer had handed it to the socket (the start of the clear latency); ``item_ms_at_barge``,
+  the greeting's audio sent by then; ``truncations``, each ``conversation.item.truncate``
+  received (item id, ``audio_end_ms``, time); ``response_status``, the greeting's end
+  (``cancelled`` after a barge-in).
+
+``--barge-ins FILE`` (``bench/bargein.py``): a JSON object, call SID -> seconds. On the
+connection of each of those calls, once the greeting has streamed that long (from its first
+delta, at real-time pace), the server acts as the model's VAD hearing the caller: it sends
+``input_audio_buffer.speech_started`` and, as the real API does with ``interrupt_response``,
+cancels the greeting (``RealtimeConnection.send_speech_started``).
 
 The server keeps everything it ever saw for tests' assertions (every event, all audio). A load
 run lasts minutes with thousands of calls, so a harvester task turns those records into the
@@ -62,6 +75,8 @@ from gateway.testing.realtime.server import RealtimeServer  # noqa: E402
 from gateway.testing.realtime.session import PCM16, PCMU, AudioFormat  # noqa: E402
 
 CALL_TAG = re.compile(r"bench-call=(CA[0-9a-f]{32})")
+#: Call SID -> seconds of greeting after which the server sends speech_started (--barge-ins).
+BARGE_INS: dict[str, float] = {}
 #: A calm speaking rate, for the reply's transcript (the server spreads its words over the
 #: audio deltas as transcript deltas, as the real model does).
 WORDS_PER_SECOND = 2.5
@@ -77,7 +92,8 @@ class Harvest:
     """What one connection measured, as flat arrays."""
 
     __slots__ = ("call_sid", "input_type", "output_type", "app_t", "app_bytes", "delta_t", "delta_bytes",
-                 "_in_total", "_out_total", "_response_id", "opened_at", "closed_at")
+                 "_in_total", "_out_total", "_response_id", "opened_at", "closed_at", "item_id", "barge_at",
+                 "speech_queued", "speech_sent", "item_ms_at_barge", "truncations", "response_status")
 
     def __init__(self) -> None:
         self.call_sid: str | None = None
@@ -88,6 +104,10 @@ class Harvest:
         self._response_id: str | None = None
         self.opened_at = time.monotonic()
         self.closed_at: float | None = None
+        self.item_id: str | None = None
+        self.barge_at = self.speech_queued = self.speech_sent = self.item_ms_at_barge = None
+        self.truncations: list[tuple[str, int, float]] = []
+        self.response_status: str | None = None
 
     def append(self, t: float, nbytes: int) -> None:
         self._in_total += nbytes
@@ -106,7 +126,7 @@ class Harvest:
             if event.type == "response.output_audio.delta":
                 response_id = event.data["response_id"]
                 if self._response_id is None:
-                    self._response_id = response_id
+                    self._response_id, self.item_id = response_id, event.data["item_id"]
                 if response_id != self._response_id:
                     continue  # only the first response (the long reply) is measured
                 self._out_total += b64_decoded_len(event.data["delta"])
@@ -115,6 +135,10 @@ class Harvest:
         conn.received.clear()
         for response in conn.responses:
             del response.audio[:]
+        if conn.truncations:
+            self.truncations = [(t.item_id, t.audio_end_ms, t.time) for t in conn.truncations]
+        if conn.responses:
+            self.response_status = conn.responses[0].status
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("_")}
@@ -134,6 +158,7 @@ class BenchConnection(RealtimeConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.harvest = Harvest()
+        self._barge_task: asyncio.Task[None] | None = None
 
     def _receive(self, text: str) -> None:
         if '"input_audio_buffer.append"' in text:
@@ -146,6 +171,47 @@ class BenchConnection(RealtimeConnection):
             self.harvest.append(now, b64_decoded_len(audio))
             return
         super()._receive(text)
+
+    def _on_session_update(self, event: dict[str, Any]) -> None:
+        super()._on_session_update(event)
+        if BARGE_INS and self._barge_task is None:
+            found = CALL_TAG.search(str(self.session.get("instructions") or ""))
+            if found and found.group(1) in BARGE_INS:
+                self.harvest.call_sid = found.group(1)
+                self._barge_task = asyncio.get_running_loop().create_task(self._barge_in(BARGE_INS[found.group(1)]))
+
+    async def _barge_in(self, after: float) -> None:
+        """Once the greeting has streamed ``after`` seconds: the caller starts speaking."""
+        harvest = self.harvest
+
+        def greeting() -> Any:
+            return self.responses and self.responses[0].first_delta_at is not None and self.responses[0]
+        try:
+            response = await self.wait_until(greeting, timeout=60.0, what="the greeting")
+        except (TimeoutError, ConnectionError):
+            return
+        harvest.barge_at = response.first_delta_at + after
+        item_id = response.item_ids[0] if response.item_ids else ""
+        delay = harvest.barge_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self.closed:
+            return
+        # When the writer has handed speech_started to the socket: the clear latency's start.
+        ws, send = self._ws, self._ws.send
+
+        async def timed_send(message: Any, *args: Any, **kwargs: Any) -> None:
+            await send(message, *args, **kwargs)
+            if isinstance(message, str) and '"input_audio_buffer.speech_started"' in message:
+                harvest.speech_sent = time.monotonic()
+                del ws.send  # the instance's own method again
+
+        ws.send = timed_send  # type: ignore[method-assign]
+        harvest.item_ms_at_barge = self._item_audio_ms.get(item_id, 0.0)
+        harvest.speech_queued = time.monotonic()
+        # Where the caller's speech starts on the input audio clock (appends skip the VAD here).
+        start_ms = int(harvest._in_total / self.input_format.bytes_per_ms)
+        await self.send_speech_started(start_ms)
 
 
 def b64_decoded_len(text: str) -> int:
@@ -187,6 +253,8 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
     # here, in the model process, not on import: a test that imports this module (for its lag
     # probe) must keep the real connections, which record every event.
     realtime_server_module.RealtimeConnection = BenchConnection
+    if args.barge_ins:
+        BARGE_INS.update(json.loads(Path(args.barge_ins).read_text()))
     seconds = max(1.0, args.reply_seconds)
     words = " ".join(["word"] * max(1, int(seconds * WORDS_PER_SECOND)))
     reply = Reply(words, audio=synthesize_voice(int(seconds * 1000)))
@@ -231,6 +299,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate",
                         help="permessage-deflate when the client offers it (default), or none")
+    parser.add_argument("--barge-ins", help="JSON file: call SID -> seconds of greeting after which the server "
+                        "sends speech_started on that call (a barge-in)")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="freeze the start-up heap (gc.freeze()): no full collection of it stalls the calls")
     args = parser.parse_args()
