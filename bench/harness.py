@@ -181,7 +181,7 @@ def sleep_until(t: float) -> None:
 class Step:
     """One configuration under load."""
 
-    target: str  # "gateway" or "relay"
+    target: str  # "gateway", "relay" or "sdk-relay"
     mode: str = "g711_ulaw"  # the gateway's GATEWAY_AUDIO_MODE (the relay always passes G.711)
     calls: int = 10
     rate: float = 25.0  # set-ups per second during the ramp
@@ -380,8 +380,8 @@ class Rig:
                     "--", *command]
         elif step.target == "gateway":
             argv = [py, "-m", "gateway", *command]
-        else:
-            argv = [py, str(BENCH / "relay.py"), *command[1:]]
+        else:  # "relay", or "sdk-relay": the relay on the Agents SDK
+            argv = [py, str(BENCH / ("sdk_relay.py" if step.target == "sdk-relay" else "relay.py")), *command[1:]]
         self.sut = self._spawn(step.target, argv, core=SUT_CORE, env=env)
         plan = {"webhook": f"http://127.0.0.1:{port}/twilio/voice", "auth_token": AUTH_TOKEN,
                 "account_sid": ACCOUNT_SID, "base_offset": 0.5, "calls": self.calls}

@@ -91,7 +91,7 @@ class Bench:
         retries = self.args.retries if retries is None else retries
         for attempt in range(retries + 1):
             self._count += 1
-            run_dir = self.out / f"{self._count:02d}-{target}-{mode if target == 'gateway' else 'relay'}-{calls}"
+            run_dir = self.out / f"{self._count:02d}-{target}-{mode if target == 'gateway' else 'g711'}-{calls}"
             result = run_step(step, run_dir, log=self.log, quiet=not self.args.no_wait)
             summary = analysis.summarise(result)
             summary.update(target=target, mode=mode, run_dir=str(run_dir), result=result)
@@ -113,8 +113,12 @@ class Bench:
         machine hits every configuration alike. Each configuration's figures are those of its
         least disturbed run (``analysis.least_disturbed``)."""
         runs: dict[str, list[dict[str, Any]]] = {"relay": [], **{m: [] for m in modes}}
+        if self.args.sdk_relay:
+            runs["sdk-relay"] = []
         for _ in range(repeats):
             runs["relay"].append(self.step("relay", "g711_ulaw", calls))
+            if self.args.sdk_relay:
+                runs["sdk-relay"].append(self.step("sdk-relay", "g711_ulaw", calls))
             for mode in modes:
                 runs[mode].append(self.step("gateway", mode, calls))
         return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
@@ -322,6 +326,21 @@ def comparison(mode: str, gw: dict[str, Any], relay: dict[str, Any], best: dict[
         f"\nCPU per call-second of every run, gateway / relay (ms){cpu_runs[1:]}" if cpu_runs else "")
 
 
+def sdk_floor(modes: tuple[str, ...], compared: dict[str, dict[str, Any]]) -> str:
+    """The relay, the relay on the Agents SDK (``sdk_relay.py``) and the gateway, CPU per
+    call-second from the same comparison: what the SDK costs any bridge, and what the gateway
+    costs beyond that."""
+    relay, sdk = compared["relay"]["cpu_per_call_s_ms"], compared["sdk-relay"]["cpu_per_call_s_ms"]
+    rows = [["bare relay (websockets)", fmt(relay, 2), "1.00x", ""],
+            ["bare relay on the Agents SDK", fmt(sdk, 2), f"{sdk / relay:.2f}x", ""]]
+    for mode in modes:
+        gw = compared[mode]["cpu_per_call_s_ms"]
+        rows.append([f"gateway ({mode})", fmt(gw, 2), f"{gw / relay:.2f}x", f"{gw / sdk:.2f}x"])
+    n = compared["relay"]["calls"]
+    return (f"\n== the SDK's floor: CPU per call-second at {n} calls (ms), each the least disturbed of its runs ==\n"
+            + table(["", "ms", "vs relay", "vs SDK relay"], rows))
+
+
 def observability_table(modes: tuple[str, ...], runs: dict[str, dict[str, Any]], calls: int) -> str:
     """Metrics, store and recording: CPU per call-second with them off and on, side by side.
     Runs of one configuration differ by a few per cent from one step to the next (the machine,
@@ -472,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
                         help="whether the local model server accepts permessage-deflate, which the SDK's client "
                              "offers (default deflate); the relay and the gateway alike")
+    parser.add_argument("--sdk-relay", action="store_true",
+                        help="the comparison also runs the bare relay on the Agents SDK (sdk_relay.py): the floor "
+                             "of any bridge built on the SDK")
     parser.add_argument("--budget", type=float, default=10.0, help="minutes the ramps may take in all (default 10)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the machine to be quiet")
@@ -508,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
             if rows:
                 report.append(ramp_table(mode, rows))
             report.append(comparison(mode, compared[mode], compared["relay"], best, ramp_ran=bool(rows)))
+        if "sdk-relay" in compared:
+            report.append(sdk_floor(modes, compared))
             saved["modes"][mode] = {"ramp": [strip(r) for r in rows], "best": best and best["calls"],
                                     "gateway": strip(compared[mode]), "relay": strip(compared["relay"])}
     if args.observability:

@@ -1,0 +1,123 @@
+"""The bare relay on the Agents SDK: the least a Twilio-to-Realtime bridge built on
+``agents.realtime`` can do, to tell the SDK's own cost from the gateway's.
+
+    python bench/sdk_relay.py --port 8081 --model-url ws://127.0.0.1:9000/v1/realtime
+
+``bench/relay.py``, with its model side through the SDK instead of a bare ``websockets``
+client: per call one ``RealtimeRunner(agent).run(...)`` session in G.711 both ways (no codec),
+each caller payload decoded and handed to ``session.send_audio`` (the SDK encodes it again),
+the greeting asked for with a raw ``response.create``, and every ``audio`` session event cut
+into 20 ms ``media`` frames. Like the relay: no marks, no barge-in, no transcript, no timers,
+no per-call logging, no validation of what Twilio sends. What it costs beyond ``relay.py`` is
+what the SDK costs any bridge: validating and dispatching every server event, building every
+client event, the session's queue and its task. ``bench/load.py --sdk-relay`` measures it
+beside the other two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+from pathlib import Path
+
+import uvicorn
+from agents.realtime import RealtimeAgent, RealtimeRunner
+from agents.realtime.model_inputs import RealtimeModelSendRawMessage
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.relay import FRAME_BYTES, Relay  # noqa: E402
+from gateway.serving import uvicorn_config  # noqa: E402
+
+
+def model_settings() -> dict:
+    return {"input_audio_format": "g711_ulaw", "output_audio_format": "g711_ulaw",
+            "turn_detection": {"type": "semantic_vad", "interrupt_response": True, "create_response": True}}
+
+
+class SdkRelay(Relay):
+    async def media(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.active += 1
+        try:
+            while True:  # connected, then start
+                message = json.loads(await ws.receive_text())
+                if message.get("event") == "start":
+                    break
+            stream_sid, call_sid = message["streamSid"], message["start"]["callSid"]
+            agent = RealtimeAgent(name="Relay", instructions=f"bench-call={call_sid}")
+            session = await RealtimeRunner(agent).run(model_config={
+                "url": self.model_url, "headers": {}, "initial_model_settings": model_settings()})
+            async with session:
+                await session.model.send_event(RealtimeModelSendRawMessage(message={"type": "response.create"}))
+                back = asyncio.create_task(self._session_to_caller(session, ws, stream_sid))
+                try:
+                    await self._caller_to_session(ws, session)
+                finally:
+                    back.cancel()
+        except (WebSocketDisconnect, RuntimeError):  # the caller hung up, or the model's end closed it
+            pass
+        finally:
+            self.active -= 1
+            try:
+                await ws.close()
+            except (RuntimeError, WebSocketDisconnect):  # the caller's side is already gone
+                pass
+
+    async def _caller_to_session(self, ws: WebSocket, session) -> None:  # noqa: ANN001
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = json.loads(message["text"])
+            event = data.get("event")
+            if event == "media":
+                await session.send_audio(base64.b64decode(data["media"]["payload"]))
+            elif event == "stop":
+                return
+
+    async def _session_to_caller(self, session, ws: WebSocket, stream_sid: str) -> None:  # noqa: ANN001
+        head = '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
+        pending = b""
+        try:
+            async for event in session:
+                if event.type != "audio":
+                    continue
+                pending += event.audio.data
+                whole = len(pending) - len(pending) % FRAME_BYTES
+                for i in range(0, whole, FRAME_BYTES):
+                    payload = base64.b64encode(pending[i:i + FRAME_BYTES]).decode()
+                    await ws.send_text(head + payload + '"}}')
+                pending = pending[whole:]
+            await ws.close()  # the session ended: end the call
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+
+def create_app(public_url: str, model_url: str) -> Starlette:
+    relay = SdkRelay(public_url, model_url)
+    return Starlette(routes=[
+        Route("/twilio/voice", relay.voice, methods=["POST"]),
+        WebSocketRoute("/twilio/media", relay.media),
+        Route("/healthz", relay.healthz, methods=["GET"]),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--model-url", required=True)
+    args = parser.parse_args()
+    app = create_app(f"http://{args.host}:{args.port}", args.model_url)
+    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, log_level="warning")).run()
+
+
+if __name__ == "__main__":
+    main()
