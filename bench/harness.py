@@ -362,7 +362,7 @@ class Rig:
             model_options = ["--barge-ins", str(run_dir / "barge_ins.json")]
         self.model = self._spawn("model", [py, str(BENCH / "model.py"), "--port", str(model_port),
                                            "--reply-seconds", f"{self.reply_s:.0f}", "--chunk-ms", str(step.chunk_ms),
-                                           "--compression", step.model_compression,
+                                           "--compression", step.model_compression, "--gc-freeze",
                                            "--out", str(run_dir / "model.pickle"), *model_options],
                                  core=LOAD_CORE, stdout_pipe=True, env=self._profile_env("model"))
         if step.target == "gateway":
@@ -384,7 +384,8 @@ class Rig:
             argv = [py, str(BENCH / ("sdk_relay.py" if step.target == "sdk-relay" else "relay.py")), *command[1:]]
         self.sut = self._spawn(step.target, argv, core=SUT_CORE, env=env)
         plan = {"webhook": f"http://127.0.0.1:{port}/twilio/voice", "auth_token": AUTH_TOKEN,
-                "account_sid": ACCOUNT_SID, "base_offset": 0.5, "calls": self.calls}
+                "account_sid": ACCOUNT_SID, "base_offset": 0.5, "calls": self.calls,
+                "gc_freeze": True}  # the harness's start-up heap out of its collector's sight, as the gateway's
         plan_path = run_dir / "plan.json"
         plan_path.write_text(json.dumps(plan))
         self.caller = self._spawn("caller", [py, str(BENCH / "caller.py"), str(plan_path),
