@@ -211,7 +211,7 @@ class Step:
 
     @property
     def label(self) -> str:
-        mode = self.mode if self.target == "gateway" else "g711 passthrough"
+        mode = self.mode if self.target != "relay" else "g711 passthrough"
         return f"{self.target} ({mode}), {self.calls} calls"
 
 
@@ -371,6 +371,8 @@ class Rig:
             env = gateway_env(step, port, model_url, run_dir / "data")
         else:
             command = ["relay", "--port", str(port), "--model-url", model_url]
+            if step.target == "sdk-relay":
+                command += ["--mode", step.mode]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}
         if step.profile is not None or step.gc_log or step.tracemalloc:
             argv = [py, str(BENCH / "serve_profiled.py"),

@@ -91,7 +91,7 @@ class Bench:
         retries = self.args.retries if retries is None else retries
         for attempt in range(retries + 1):
             self._count += 1
-            run_dir = self.out / f"{self._count:02d}-{target}-{mode if target == 'gateway' else 'g711'}-{calls}"
+            run_dir = self.out / f"{self._count:02d}-{target}-{mode if target != 'relay' else 'g711'}-{calls}"
             result = run_step(step, run_dir, log=self.log, quiet=not self.args.no_wait)
             summary = analysis.summarise(result)
             summary.update(target=target, mode=mode, run_dir=str(run_dir), result=result)
@@ -114,12 +114,12 @@ class Bench:
         least disturbed run (``analysis.least_disturbed``)."""
         runs: dict[str, list[dict[str, Any]]] = {"relay": [], **{m: [] for m in modes}}
         if self.args.sdk_relay:
-            runs["sdk-relay"] = []
+            runs.update({f"sdk-relay {m}": [] for m in modes})
         for _ in range(repeats):
             runs["relay"].append(self.step("relay", "g711_ulaw", calls))
-            if self.args.sdk_relay:
-                runs["sdk-relay"].append(self.step("sdk-relay", "g711_ulaw", calls))
             for mode in modes:
+                if self.args.sdk_relay:
+                    runs[f"sdk-relay {mode}"].append(self.step("sdk-relay", mode, calls))
                 runs[mode].append(self.step("gateway", mode, calls))
         return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
 
@@ -329,16 +329,23 @@ def comparison(mode: str, gw: dict[str, Any], relay: dict[str, Any], best: dict[
 def sdk_floor(modes: tuple[str, ...], compared: dict[str, dict[str, Any]]) -> str:
     """The relay, the relay on the Agents SDK (``sdk_relay.py``) and the gateway, CPU per
     call-second from the same comparison: what the SDK costs any bridge, and what the gateway
-    costs beyond that."""
-    relay, sdk = compared["relay"]["cpu_per_call_s_ms"], compared["sdk-relay"]["cpu_per_call_s_ms"]
-    rows = [["bare relay (websockets)", fmt(relay, 2), "1.00x", ""],
-            ["bare relay on the Agents SDK", fmt(sdk, 2), f"{sdk / relay:.2f}x", ""]]
+    costs beyond that. Runs of one configuration spread by 10-15% on a shared machine: the
+    median of each configuration's runs is given beside its least disturbed one."""
+    def cpu(name: str) -> tuple[float, float]:
+        s = compared[name]
+        return s["cpu_per_call_s_ms"], statistics.median(s.get("cpu_per_call_s_ms_runs") or [s["cpu_per_call_s_ms"]])
+
+    relay = cpu("relay")
+    rows = [["bare relay (websockets, G.711)", fmt(relay[0], 2), fmt(relay[1], 2), "1.00x", ""]]
     for mode in modes:
-        gw = compared[mode]["cpu_per_call_s_ms"]
-        rows.append([f"gateway ({mode})", fmt(gw, 2), f"{gw / relay:.2f}x", f"{gw / sdk:.2f}x"])
+        sdk, gw = cpu(f"sdk-relay {mode}"), cpu(mode)
+        rows.append([f"bare relay on the Agents SDK ({mode})", fmt(sdk[0], 2), fmt(sdk[1], 2),
+                     f"{sdk[1] / relay[1]:.2f}x", ""])
+        rows.append([f"gateway ({mode})", fmt(gw[0], 2), fmt(gw[1], 2), f"{gw[1] / relay[1]:.2f}x",
+                     f"{gw[1] / sdk[1]:.2f}x"])
     n = compared["relay"]["calls"]
-    return (f"\n== the SDK's floor: CPU per call-second at {n} calls (ms), each the least disturbed of its runs ==\n"
-            + table(["", "ms", "vs relay", "vs SDK relay"], rows))
+    return (f"\n== the SDK's floor: CPU per call-second at {n} calls (ms); ratios of the medians ==\n"
+            + table(["", "least disturbed", "median", "vs relay", "vs SDK relay, same mode"], rows))
 
 
 def observability_table(modes: tuple[str, ...], runs: dict[str, dict[str, Any]], calls: int) -> str:
@@ -530,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             if rows:
                 report.append(ramp_table(mode, rows))
             report.append(comparison(mode, compared[mode], compared["relay"], best, ramp_ran=bool(rows)))
-        if "sdk-relay" in compared:
+        if args.sdk_relay:
             report.append(sdk_floor(modes, compared))
             saved["modes"][mode] = {"ramp": [strip(r) for r in rows], "best": best and best["calls"],
                                     "gateway": strip(compared[mode]), "relay": strip(compared["relay"])}

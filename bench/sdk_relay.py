@@ -1,17 +1,21 @@
 """The bare relay on the Agents SDK: the least a Twilio-to-Realtime bridge built on
 ``agents.realtime`` can do, to tell the SDK's own cost from the gateway's.
 
-    python bench/sdk_relay.py --port 8081 --model-url ws://127.0.0.1:9000/v1/realtime
+    python bench/sdk_relay.py --port 8081 --model-url ws://127.0.0.1:9000/v1/realtime [--mode pcm16]
 
 ``bench/relay.py``, with its model side through the SDK instead of a bare ``websockets``
-client: per call one ``RealtimeRunner(agent).run(...)`` session in G.711 both ways (no codec),
-each caller payload decoded and handed to ``session.send_audio`` (the SDK encodes it again),
-the greeting asked for with a raw ``response.create``, and every ``audio`` session event cut
-into 20 ms ``media`` frames. Like the relay: no marks, no barge-in, no transcript, no timers,
-no per-call logging, no validation of what Twilio sends. What it costs beyond ``relay.py`` is
-what the SDK costs any bridge: validating and dispatching every server event, building every
-client event, the session's queue and its task. ``bench/load.py --sdk-relay`` measures it
-beside the other two.
+client: per call one ``RealtimeRunner(agent).run(...)`` session, each caller payload decoded
+and handed to ``session.send_audio`` (the SDK encodes it again), the greeting asked for with a
+raw ``response.create``, and every ``audio`` session event cut into 20 ms ``media`` frames.
+Like the relay: no marks, no barge-in, no transcript, no timers, no per-call logging, no
+validation of what Twilio sends. What it costs beyond ``relay.py`` is what the SDK costs any
+bridge: validating and dispatching every server event, building every client event, the
+session's queue and its task. ``bench/load.py --sdk-relay`` measures it beside the other two.
+
+In ``g711_ulaw`` (the default) the audio passes through. In ``pcm16`` the session is PCM16
+24 kHz both ways, converted with the cheapest conversion there is, ``audioop.ratecv`` (linear
+interpolation, no anti-aliasing filter: audio quality the gateway's resampler exists to avoid),
+so the model side carries PCM16's larger messages: the floor of a PCM16 bridge on the SDK.
 """
 
 from __future__ import annotations
@@ -33,15 +37,45 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.relay import FRAME_BYTES, Relay  # noqa: E402
+from gateway.audio.g711 import audioop, pcm16_to_ulaw, ulaw_to_pcm16  # noqa: E402
 from gateway.serving import uvicorn_config  # noqa: E402
 
 
-def model_settings() -> dict:
-    return {"input_audio_format": "g711_ulaw", "output_audio_format": "g711_ulaw",
+def model_settings(mode: str) -> dict:
+    return {"input_audio_format": mode, "output_audio_format": mode,
             "turn_detection": {"type": "semantic_vad", "interrupt_response": True, "create_response": True}}
 
 
+class Passthrough:
+    """G.711 both ways: nothing to convert."""
+
+    def inbound(self, ulaw: bytes) -> bytes:
+        return ulaw
+
+    def outbound(self, audio: bytes) -> bytes:
+        return audio
+
+
+class Ratecv:
+    """PCM16 24 kHz both ways with ``audioop.ratecv`` (state kept across chunks)."""
+
+    def __init__(self) -> None:
+        self._up = self._down = None
+
+    def inbound(self, ulaw: bytes) -> bytes:
+        pcm, self._up = audioop.ratecv(ulaw_to_pcm16(ulaw), 2, 1, 8000, 24000, self._up)
+        return pcm
+
+    def outbound(self, audio: bytes) -> bytes:
+        pcm, self._down = audioop.ratecv(audio, 2, 1, 24000, 8000, self._down)
+        return pcm16_to_ulaw(pcm)
+
+
 class SdkRelay(Relay):
+    def __init__(self, public_url: str, model_url: str, mode: str = "g711_ulaw") -> None:
+        super().__init__(public_url, model_url)
+        self.mode = mode
+
     async def media(self, ws: WebSocket) -> None:
         await ws.accept()
         self.active += 1
@@ -53,12 +87,13 @@ class SdkRelay(Relay):
             stream_sid, call_sid = message["streamSid"], message["start"]["callSid"]
             agent = RealtimeAgent(name="Relay", instructions=f"bench-call={call_sid}")
             session = await RealtimeRunner(agent).run(model_config={
-                "url": self.model_url, "headers": {}, "initial_model_settings": model_settings()})
+                "url": self.model_url, "headers": {}, "initial_model_settings": model_settings(self.mode)})
+            convert = Ratecv() if self.mode == "pcm16" else Passthrough()
             async with session:
                 await session.model.send_event(RealtimeModelSendRawMessage(message={"type": "response.create"}))
-                back = asyncio.create_task(self._session_to_caller(session, ws, stream_sid))
+                back = asyncio.create_task(self._session_to_caller(session, ws, stream_sid, convert))
                 try:
-                    await self._caller_to_session(ws, session)
+                    await self._caller_to_session(ws, session, convert)
                 finally:
                     back.cancel()
         except (WebSocketDisconnect, RuntimeError):  # the caller hung up, or the model's end closed it
@@ -70,7 +105,7 @@ class SdkRelay(Relay):
             except (RuntimeError, WebSocketDisconnect):  # the caller's side is already gone
                 pass
 
-    async def _caller_to_session(self, ws: WebSocket, session) -> None:  # noqa: ANN001
+    async def _caller_to_session(self, ws: WebSocket, session, convert) -> None:  # noqa: ANN001
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -78,18 +113,18 @@ class SdkRelay(Relay):
             data = json.loads(message["text"])
             event = data.get("event")
             if event == "media":
-                await session.send_audio(base64.b64decode(data["media"]["payload"]))
+                await session.send_audio(convert.inbound(base64.b64decode(data["media"]["payload"])))
             elif event == "stop":
                 return
 
-    async def _session_to_caller(self, session, ws: WebSocket, stream_sid: str) -> None:  # noqa: ANN001
+    async def _session_to_caller(self, session, ws: WebSocket, stream_sid: str, convert) -> None:  # noqa: ANN001
         head = '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
         pending = b""
         try:
             async for event in session:
                 if event.type != "audio":
                     continue
-                pending += event.audio.data
+                pending += convert.outbound(event.audio.data)
                 whole = len(pending) - len(pending) % FRAME_BYTES
                 for i in range(0, whole, FRAME_BYTES):
                     payload = base64.b64encode(pending[i:i + FRAME_BYTES]).decode()
@@ -100,8 +135,8 @@ class SdkRelay(Relay):
             pass
 
 
-def create_app(public_url: str, model_url: str) -> Starlette:
-    relay = SdkRelay(public_url, model_url)
+def create_app(public_url: str, model_url: str, mode: str = "g711_ulaw") -> Starlette:
+    relay = SdkRelay(public_url, model_url, mode)
     return Starlette(routes=[
         Route("/twilio/voice", relay.voice, methods=["POST"]),
         WebSocketRoute("/twilio/media", relay.media),
@@ -114,8 +149,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model-url", required=True)
+    parser.add_argument("--mode", choices=("g711_ulaw", "pcm16"), default="g711_ulaw")
     args = parser.parse_args()
-    app = create_app(f"http://{args.host}:{args.port}", args.model_url)
+    app = create_app(f"http://{args.host}:{args.port}", args.model_url, args.mode)
     uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, log_level="warning")).run()
 
 
