@@ -85,8 +85,8 @@ class PlaybackTracker(RealtimePlaybackTracker):
 class SpeechStartWatch(RealtimeModelListener):
     """The earliest point at which the gateway can know that the caller started speaking:
     a listener on the session's model, added before the session's own. The SDK hands every
-    server message to its model's listeners, in the order they were added, before it parses
-    the message or acts on it (``OpenAIRealtimeWebSocketModel._handle_ws_event`` emits a
+    server message, as decoded JSON, to its model's listeners, in the order they were added,
+    before it validates the message or acts on it (``OpenAIRealtimeWebSocketModel._handle_ws_event`` emits a
     ``RealtimeModelRawServerEvent`` first; agents/realtime/openai_realtime.py). So ``handle``
     runs, and is awaited, before the SDK reads the playback tracker and sends its truncate, and
     before anything the session has queued for the call's reader."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from agents.realtime import RealtimeAgent
@@ -10,7 +11,7 @@ from gateway.audio import OutboundTranscoder
 from gateway.bridge.agents import CallInfo
 from gateway.bridge.model import ModelLink, PlaybackTracker
 from gateway.bridge.playback import Playback
-from gateway.testing.realtime import RealtimeServer
+from gateway.testing.realtime import RealtimeServer, Reply
 from tests.bridge.test_call import settings
 
 
@@ -29,3 +30,40 @@ async def test_audio_for_a_session_whose_socket_is_gone_is_reported_not_raised()
         await link.session.model.close()  # what the SDK does with a failed connection
         assert await link.send_audio(b"\xff" * 160) is False and link.broken
         await link.close()
+
+
+async def test_speech_started_reaches_the_gateway_before_the_sdk_acts_on_it() -> None:
+    """The clear goes out first: the model edge's listener is handed the server's
+    speech_started before the SDK reads the playback tracker to truncate (and so before it
+    queues audio_interrupted for the session's reader)."""
+    order: list[str] = []
+
+    class Tracker(PlaybackTracker):
+        def get_state(self):  # type: ignore[override]
+            order.append("sdk reads what was heard")
+            return super().get_state()
+
+    async def speech_started(received: float) -> None:
+        order.append("gateway handed speech_started")
+
+    async with RealtimeServer([Reply("Hello there, how can I help?", duration_ms=3000)], pace=1.0) as server:
+        config = settings(OPENAI_REALTIME_URL=server.url)
+        info = CallInfo(call_sid="CA1", stream_sid="MZ1", account_sid="AC1", from_="", to="", parameters={})
+        link = ModelLink(config, info, Tracker(Playback(OutboundTranscoder(config.audio_mode))),
+                         logging.LoggerAdapter(logging.getLogger("test"), {}))
+        link.use(RealtimeAgent(name="Agent"))
+        link.on_speech_started = speech_started
+        assert await link.start(lambda: True)
+        await link.ask("Greet the caller.")
+        conn = await server.wait_for_connection()
+        async with asyncio.timeout(5):
+            async for event in link.session:  # until the agent's audio is streaming
+                if event.type == "audio":
+                    break
+        await conn.send_speech_started()
+        async with asyncio.timeout(5):
+            async for event in link.session:
+                if event.type == "audio_interrupted":
+                    break
+        await link.close()
+    assert order == ["gateway handed speech_started", "sdk reads what was heard"]
