@@ -69,7 +69,8 @@ class Bench:
         args = self.args
         step = Step("gateway", mode, calls=calls, rate=args.rate, hold=args.seconds, chunk_ms=args.chunk_ms,
                     model_compression=args.model_compression, barge_ins=args.barge_ins,
-                    barge_in_rate=args.barge_ins / args.seconds, barge_in_seed=args.seed)
+                    barge_in_rate=args.barge_ins / args.seconds, barge_in_seed=args.seed,
+                    gc_log=True)  # the gateway's garbage collections: a collection stops every call
         attempts = []
         for attempt in range(args.retries + 1):
             self._count += 1
@@ -96,6 +97,7 @@ def summarise(result: Any) -> dict[str, Any]:
     summary: dict[str, Any] = {**analysis.machine_summary(result), **analysis.barge_in_summary(records),
                                "records": records}
     hold = result.samples["hold"]
+    summary["gc"] = analysis.gc_summary(result)
     summary["caller_lag"] = analysis.lag_summary(result.caller_lag, result.caller_lag_t, hold["t0"], hold["t1"])
     summary["model_lag"] = analysis.lag_summary(result.model_lag, result.model_lag_t, hold["t0"], hold["t1"])
     # The server's lateness in sending speech_started (harness, not gateway): planned -> written.
@@ -154,6 +156,11 @@ def report(mode: str, idle: dict[str, Any], loaded: dict[str, Any]) -> str:
                      f"caller's last mark echo before the clear late by max {fmt(s['echo_late_max'])} ms, "
                      f"caller loop lag p99 {fmt(s['caller_lag']['p99'])} max {fmt(s['caller_lag']['max'])} ms, "
                      f"model loop lag max {fmt(s['model_lag']['max'])} ms, load core {100 * s['load_core_util']:.0f}%")
+        gc = s.get("gc")
+        if gc is not None:
+            lines.append(f"  the gateway's garbage collections: {gc['full']} full (longest {fmt(gc['full_max_ms'])} ms), "
+                         f"{gc['over_10ms']} of 10 ms or more, longest of all {fmt(gc['max_ms'])} ms, "
+                         f"{fmt(gc['ms_per_s'], 2)} ms of collection per second")
         for problem in s["problems"][:5]:
             lines.append(f"  problem: {problem}")
         if len(s["problems"]) > 5:
