@@ -370,7 +370,7 @@ class Rig:
             command = ["serve", "--port", str(port), "--workers", "1", "--env-file", "/dev/null"]
             env = gateway_env(step, port, model_url, run_dir / "data")
         else:
-            command = ["relay", "--port", str(port), "--model-url", model_url]
+            command = [step.target, "--port", str(port), "--model-url", model_url]
             if step.target == "sdk-relay":
                 command += ["--mode", step.mode]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}

@@ -154,8 +154,8 @@ class Relay:
             pass  # either side went away: the caller side's handler ends the call
 
 
-def create_app(public_url: str, model_url: str) -> Starlette:
-    relay = Relay(public_url, model_url)
+def create_app(public_url: str, model_url: str, relay_class: type[Relay] = Relay, **options: str) -> Starlette:
+    relay = relay_class(public_url, model_url, **options)
     return Starlette(routes=[
         Route("/twilio/voice", relay.voice, methods=["POST"]),
         WebSocketRoute("/twilio/media", relay.media),
@@ -163,13 +163,17 @@ def create_app(public_url: str, model_url: str) -> Starlette:
     ])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(relay_class: type[Relay] = Relay, modes: tuple[str, ...] = ()) -> None:
+    """Serve ``relay_class`` (``--mode``, one of ``modes``, is passed on to it if it has modes)."""
+    parser = argparse.ArgumentParser(description=(sys.modules[relay_class.__module__].__doc__ or "").splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model-url", required=True)
+    if modes:
+        parser.add_argument("--mode", choices=modes, default=modes[0])
     args = parser.parse_args()
-    app = create_app(f"http://{args.host}:{args.port}", args.model_url)
+    options = {"mode": args.mode} if modes else {}
+    app = create_app(f"http://{args.host}:{args.port}", args.model_url, relay_class, **options)
     # The gateway's server settings (gateway/serving.py, as `gateway serve` uses them).
     uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, log_level="warning")).run()
 

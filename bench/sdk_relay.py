@@ -20,25 +20,21 @@ so the model side carries PCM16's larger messages: the floor of a PCM16 bridge o
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
 import sys
 from pathlib import Path
 
-import uvicorn
 from agents.realtime import RealtimeAgent, RealtimeRunner
 from agents.realtime.model_inputs import RealtimeModelSendRawMessage
-from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import relay  # noqa: E402
 from bench.relay import FRAME_BYTES, Relay  # noqa: E402
 from gateway.audio.g711 import audioop, pcm16_to_ulaw, ulaw_to_pcm16  # noqa: E402
-from gateway.serving import uvicorn_config  # noqa: E402
 
 
 def model_settings(mode: str) -> dict:
@@ -135,25 +131,7 @@ class SdkRelay(Relay):
             pass
 
 
-def create_app(public_url: str, model_url: str, mode: str = "g711_ulaw") -> Starlette:
-    relay = SdkRelay(public_url, model_url, mode)
-    return Starlette(routes=[
-        Route("/twilio/voice", relay.voice, methods=["POST"]),
-        WebSocketRoute("/twilio/media", relay.media),
-        Route("/healthz", relay.healthz, methods=["GET"]),
-    ])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--model-url", required=True)
-    parser.add_argument("--mode", choices=("g711_ulaw", "pcm16"), default="g711_ulaw")
-    args = parser.parse_args()
-    app = create_app(f"http://{args.host}:{args.port}", args.model_url, args.mode)
-    uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, log_level="warning")).run()
-
+MODES = ("g711_ulaw", "pcm16")
 
 if __name__ == "__main__":
-    main()
+    relay.main(SdkRelay, modes=MODES)

@@ -17,8 +17,8 @@ every call) runs; its overhead inflates small Python functions more than C calls
 profile for where the time goes, and take how much from an unprofiled run.
 
 ``--gc-log``: the garbage collections of the cyclic collector that matter (every full one, any
-taking 2 ms or more), as JSON lines written when the server exits: ``{"t": monotonic start,
-"ms": duration, "gen": generation, "collected": n}``. A collection stops the event loop, and so
+taking 2 ms or more), as JSON lines: ``{"t": monotonic start,
+"ms": duration, "gen": generation, "collected": n}``, each as it ends. A collection stops the event loop, and so
 every call, for its whole duration.
 
 ``--tracemalloc``: trace allocations from the start (``tracemalloc``, 6 frames: slow), take a
@@ -45,10 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 class GcLog:
-    """Times every collection with ``gc.callbacks``."""
+    """Times every collection with ``gc.callbacks``, each written to ``path`` as it ends (a
+    collection worth logging is rare): the harness's second SIGTERM, which uvicorn re-raises
+    once it has shut down, ends the process before anything written at exit."""
 
-    def __init__(self) -> None:
-        self.entries: list[tuple[float, float, int, int]] = []
+    def __init__(self, path: str) -> None:
+        self._out = open(path, "w", buffering=1)  # noqa: SIM115 - open for the process's life
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
@@ -58,12 +60,8 @@ class GcLog:
         else:
             ms = 1000 * (now - self._started)
             if info["generation"] == 2 or ms >= 2.0:  # the young collections are many and short
-                self.entries.append((self._started, ms, info["generation"], info["collected"]))
-
-    def write(self, path: str) -> None:
-        with open(path, "w") as out:
-            for t, ms, gen, collected in self.entries:
-                out.write(json.dumps({"t": t, "ms": round(ms, 3), "gen": gen, "collected": collected}) + "\n")
+                self._out.write(json.dumps({"t": self._started, "ms": round(ms, 3), "gen": info["generation"],
+                                            "collected": info["collected"]}) + "\n")
 
 
 def main() -> int:
@@ -97,9 +95,8 @@ def main() -> int:
 
     signal.signal(signal.SIGUSR1, enable)
     signal.signal(signal.SIGUSR2, dump)
-    gc_log = GcLog()
     if args.gc_log:
-        gc.callbacks.append(gc_log)
+        gc.callbacks.append(GcLog(args.gc_log))
     if args.tracemalloc:
         tracemalloc.start(6)
     try:
@@ -109,13 +106,17 @@ def main() -> int:
             sys.argv = ["relay.py", *command[1:]]
             relay.main()
             return 0
+        if command[:1] == ["sdk-relay"]:
+            from bench import relay, sdk_relay
+
+            sys.argv = ["sdk_relay.py", *command[1:]]
+            relay.main(sdk_relay.SdkRelay, modes=sdk_relay.MODES)
+            return 0
         from gateway.cli import main as gateway_main
 
         return gateway_main(command)
     finally:
         dump()
-        if args.gc_log:
-            gc_log.write(args.gc_log)
 
 
 def write_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, path: str, top: int = 25) -> None:
