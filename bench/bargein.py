@@ -70,7 +70,8 @@ class Bench:
         step = Step("gateway", mode, calls=calls, rate=args.rate, hold=args.seconds, chunk_ms=args.chunk_ms,
                     model_compression=args.model_compression, barge_ins=args.barge_ins,
                     barge_in_rate=args.barge_ins / args.seconds, barge_in_seed=args.seed,
-                    gc_log=True)  # the gateway's garbage collections: a collection stops every call
+                    gc_log=True,  # the gateway's garbage collections: a collection stops every call
+                    gc_threshold=args.gc_threshold)
         attempts = []
         for attempt in range(args.retries + 1):
             self._count += 1
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=15, help="seed of the barge-in instants and stays (default 15)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 30 barge-ins, idle and beside 30 calls")
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")
+    parser.add_argument("--gc-threshold", metavar="T0,T1,T2",
+                        help="run the gateway with these garbage collector thresholds (gc.set_threshold), to try")
     parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
                         help="whether the local model server accepts permessage-deflate (default deflate)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")

@@ -193,6 +193,7 @@ class Step:
     profile: Path | None = None  # write a cProfile of the hold window here
     harness_profile: bool = False  # profile the model server and the caller too (whole run)
     gc_log: bool = False  # time the system under test's garbage collections (gc.jsonl)
+    gc_threshold: str | None = None  # "T0,T1,T2": the system under test's collector thresholds, to try
     tracemalloc: bool = False  # trace its memory; SIGUSR1 takes the baseline (tracemalloc.txt)
     chunk_ms: int = 100  # model audio per delta
     model_compression: str = "deflate"  # the model server's permessage-deflate: "deflate" or "none"
@@ -374,10 +375,11 @@ class Rig:
             if step.target == "sdk-relay":
                 command += ["--mode", step.mode]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}
-        if step.profile is not None or step.gc_log or step.tracemalloc:
+        if step.profile is not None or step.gc_log or step.tracemalloc or step.gc_threshold:
             argv = [py, str(BENCH / "serve_profiled.py"),
                     *(["--profile", str(step.profile)] if step.profile is not None else []),
                     *(["--gc-log", str(run_dir / "gc.jsonl")] if step.gc_log else []),
+                    *(["--gc-threshold", step.gc_threshold] if step.gc_threshold else []),
                     *(["--tracemalloc", str(run_dir / "tracemalloc.txt")] if step.tracemalloc else []),
                     "--", *command]
         elif step.target == "gateway":

@@ -67,7 +67,8 @@ class GcLog:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="write a cProfile of the window between SIGUSR1 and SIGUSR2 here")
-    parser.add_argument("--gc-log", help="write every garbage collection here (JSON lines) at exit")
+    parser.add_argument("--gc-log", help="write the garbage collections that matter here (JSON lines), as they end")
+    parser.add_argument("--gc-threshold", help="the collector's thresholds, T0,T1,T2 (gc.set_threshold), to try")
     parser.add_argument("--tracemalloc", help="write what memory grew after SIGUSR1 here, at exit")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the gateway (or relay) command line")
     args = parser.parse_args()
@@ -97,6 +98,8 @@ def main() -> int:
     signal.signal(signal.SIGUSR2, dump)
     if args.gc_log:
         gc.callbacks.append(GcLog(args.gc_log))
+    if args.gc_threshold:
+        gc.set_threshold(*(int(t) for t in args.gc_threshold.split(",")))
     if args.tracemalloc:
         tracemalloc.start(6)
     try:
