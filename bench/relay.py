@@ -84,24 +84,27 @@ class Relay:
                 message = json.loads(await ws.receive_text())
                 if message.get("event") == "start":
                     break
-            stream_sid, call_sid = message["streamSid"], message["start"]["callSid"]
-            connecting = asyncio.create_task(self._connect(call_sid, ws, stream_sid))
-            try:
-                await self._caller_to_model(ws, connecting)
-            finally:
-                connecting.cancel()
-                if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
-                    model, back = connecting.result()
-                    back.cancel()
-                    await model.close()
+            await self.bridge(ws, message["streamSid"], message["start"]["callSid"])
         except (WebSocketDisconnect, RuntimeError):  # the caller hung up, or the model's end closed it
             pass
         finally:
             self.active -= 1
             try:
                 await ws.close()
-            except RuntimeError:
+            except (RuntimeError, WebSocketDisconnect):  # the caller's side is already gone
                 pass
+
+    async def bridge(self, ws: WebSocket, stream_sid: str, call_sid: str) -> None:
+        """The call, once Twilio's ``start`` has come."""
+        connecting = asyncio.create_task(self._connect(call_sid, ws, stream_sid))
+        try:
+            await self._caller_to_model(ws, connecting)
+        finally:
+            connecting.cancel()
+            if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
+                model, back = connecting.result()
+                back.cancel()
+                await model.close()
 
     async def _connect(self, call_sid: str, ws: WebSocket, stream_sid: str
                        ) -> tuple[websockets.ClientConnection, asyncio.Task]:

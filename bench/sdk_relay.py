@@ -72,34 +72,18 @@ class SdkRelay(Relay):
         super().__init__(public_url, model_url)
         self.mode = mode
 
-    async def media(self, ws: WebSocket) -> None:
-        await ws.accept()
-        self.active += 1
-        try:
-            while True:  # connected, then start
-                message = json.loads(await ws.receive_text())
-                if message.get("event") == "start":
-                    break
-            stream_sid, call_sid = message["streamSid"], message["start"]["callSid"]
-            agent = RealtimeAgent(name="Relay", instructions=f"bench-call={call_sid}")
-            session = await RealtimeRunner(agent).run(model_config={
-                "url": self.model_url, "headers": {}, "initial_model_settings": model_settings(self.mode)})
-            convert = Ratecv() if self.mode == "pcm16" else Passthrough()
-            async with session:
-                await session.model.send_event(RealtimeModelSendRawMessage(message={"type": "response.create"}))
-                back = asyncio.create_task(self._session_to_caller(session, ws, stream_sid, convert))
-                try:
-                    await self._caller_to_session(ws, session, convert)
-                finally:
-                    back.cancel()
-        except (WebSocketDisconnect, RuntimeError):  # the caller hung up, or the model's end closed it
-            pass
-        finally:
-            self.active -= 1
+    async def bridge(self, ws: WebSocket, stream_sid: str, call_sid: str) -> None:
+        agent = RealtimeAgent(name="Relay", instructions=f"bench-call={call_sid}")
+        session = await RealtimeRunner(agent).run(model_config={
+            "url": self.model_url, "headers": {}, "initial_model_settings": model_settings(self.mode)})
+        convert = Ratecv() if self.mode == "pcm16" else Passthrough()
+        async with session:
+            await session.model.send_event(RealtimeModelSendRawMessage(message={"type": "response.create"}))
+            back = asyncio.create_task(self._session_to_caller(session, ws, stream_sid, convert))
             try:
-                await ws.close()
-            except (RuntimeError, WebSocketDisconnect):  # the caller's side is already gone
-                pass
+                await self._caller_to_session(ws, session, convert)
+            finally:
+                back.cancel()
 
     async def _caller_to_session(self, ws: WebSocket, session, convert) -> None:  # noqa: ANN001
         while True:
