@@ -217,18 +217,10 @@ def summarise(result: Any) -> dict[str, Any]:
         "label": step.label,
         # Late frames due while the hypervisor was stealing >10% of a core (see steal_spells).
         "late_in_steal": late_during(directions.inbound, spells) + late_during(directions.outbound, spells),
-        "steal_spells": len(spells),
         "calls": n,
-        "wall_s": wall,
-        "cpu_util": cpu / wall,  # of the system under test's core
+        **machine_summary(result),
         "cpu_per_call_s_ms": 1000 * cpu / (n * wall),
         "cpu_per_call_min_s": 60 * cpu / (n * wall),
-        "load_core_util": (hold["load_cpu1"] - hold["load_cpu0"]) / wall,
-        # Work of other processes on each core (the machine may be shared), and time the
-        # hypervisor took: both would be measured as ours.
-        "foreign_sut_core": _core_delta(hold, SUT_CORE, "busy") / wall - cpu / wall,
-        "foreign_load_core": (_core_delta(hold, LOAD_CORE, "busy") - (hold["load_cpu1"] - hold["load_cpu0"])) / wall,
-        "steal": max(_core_delta(hold, c, "steal") for c in (SUT_CORE, LOAD_CORE)) / wall,
         "rss_mb": hold["rss"] / 2**20,
         "mem_per_call_mb": (hold["rss"] - s["baseline"]["rss"]) / n / 2**20,
         "inbound": latency_summary(directions.inbound),
@@ -361,8 +353,10 @@ def least_disturbed(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine_summary(result: Any) -> dict[str, float]:
-    """The system under test's CPU and the machine's state over a step's hold window: what
-    ``summarise`` reports of them, for steps with or without background calls."""
+    """The system under test's CPU (``cpu_util``: of its core) and the machine's state over a
+    step's hold window, for steps with or without background calls: the work of other
+    processes on each core (the machine may be shared) and the time the hypervisor took, both
+    of which would be measured as ours."""
     hold = result.samples["hold"]
     wall = hold["t1"] - hold["t0"]
     cpu = hold["cpu1"] - hold["cpu0"]
