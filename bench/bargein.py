@@ -71,7 +71,7 @@ class Bench:
                     model_compression=args.model_compression, barge_ins=args.barge_ins,
                     barge_in_rate=args.barge_ins / args.seconds, barge_in_seed=args.seed,
                     gc_log=True,  # the gateway's garbage collections: a collection stops every call
-                    gc_threshold=args.gc_threshold)
+                    gc_threshold=args.gc_threshold, gc_census=args.gc_census)
         attempts = []
         for attempt in range(args.retries + 1):
             self._count += 1
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")
     parser.add_argument("--gc-threshold", metavar="T0,T1,T2",
                         help="run the gateway with these garbage collector thresholds (gc.set_threshold), to try")
+    parser.add_argument("--gc-census", action="store_true",
+                        help="count the objects the gateway's collector tracks at the window's end (gc_census.txt)")
     parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
                         help="whether the local model server accepts permessage-deflate (default deflate)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")

@@ -195,6 +195,7 @@ class Step:
     gc_log: bool = False  # time the system under test's garbage collections (gc.jsonl)
     gc_threshold: str | None = None  # "T0,T1,T2": the system under test's collector thresholds, to try
     tracemalloc: bool = False  # trace its memory; SIGUSR1 takes the baseline (tracemalloc.txt)
+    gc_census: bool = False  # count the objects its collector tracks, by type, at the window's end (gc_census.txt)
     chunk_ms: int = 100  # model audio per delta
     model_compression: str = "deflate"  # the model server's permessage-deflate: "deflate" or "none"
     warmup_calls: int = 2
@@ -375,12 +376,13 @@ class Rig:
             if step.target == "sdk-relay":
                 command += ["--mode", step.mode]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}
-        if step.profile is not None or step.gc_log or step.tracemalloc or step.gc_threshold:
+        if step.profile is not None or step.gc_log or step.tracemalloc or step.gc_threshold or step.gc_census:
             argv = [py, str(BENCH / "serve_profiled.py"),
                     *(["--profile", str(step.profile)] if step.profile is not None else []),
                     *(["--gc-log", str(run_dir / "gc.jsonl")] if step.gc_log else []),
                     *(["--gc-threshold", step.gc_threshold] if step.gc_threshold else []),
                     *(["--tracemalloc", str(run_dir / "tracemalloc.txt")] if step.tracemalloc else []),
+                    *(["--gc-census", str(run_dir / "gc_census.txt")] if step.gc_census else []),
                     "--", *command]
         elif step.target == "gateway":
             argv = [py, "-m", "gateway", *command]
@@ -495,8 +497,8 @@ def run_step(step: Step, run_dir: Path, *, log: Any = None, quiet: bool = True) 
             time.monotonic(), rig.sut.cpu(), core_times(), rig.load_cpu())
         end = rig.vitals()
         hold["rss"], hold["fds"], hold["health"] = end["rss"], end["fds"], end["health"]
-        if step.profile is not None:
-            rig.sut.signal(signal.SIGUSR2)  # stop profiling and write the stats
+        if step.profile is not None or step.gc_census:
+            rig.sut.signal(signal.SIGUSR2)  # stop profiling and write the stats; count the objects
         rig.wait_caller(timeout=max(60.0, step.calls / 10))
         time.sleep(step.settle / 2)  # let the calls' ends settle
         samples["idle"] = rig.vitals()

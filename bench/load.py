@@ -71,7 +71,7 @@ class Bench:
         self.started = time.monotonic()
         self.summaries: list[dict[str, Any]] = []
         self._count = 0
-        self.modes_left = 0  # modes still to ramp after the current one
+        self.modes_left = 0  # ramps still to run after the current one
 
     def log(self, text: str) -> None:
         print(text, flush=True)
@@ -134,11 +134,11 @@ class Bench:
                     runs[f"{mode} {key}"].append(self.step("gateway", mode, calls, extra_env=env))
         return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
 
-    def ramp(self, mode: str, calls: list[int] | None, known: dict[str, Any] | None = None
-             ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Steps at growing call counts until one has late frames (or the budget runs out);
-        then one step between the last good and the first bad count. Returns every step and
-        the largest that had no late frame. ``known``: a summary already measured (the
+    def ramp(self, mode: str, calls: list[int] | None, known: dict[str, Any] | None = None,
+             target: str = "gateway") -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Steps of ``target`` at growing call counts until one has late frames (or the budget
+        runs out); then one step between the last good and the first bad count. Returns every
+        step and the largest that had no late frame. ``known``: a summary already measured (the
         comparison's), counted as a step of the ramp."""
         args = self.args
         rows: list[dict[str, Any]] = [known] if known else []
@@ -163,7 +163,7 @@ class Bench:
             if self.remaining() < self.cost(n) + self._reserve():
                 self.log(f"  (time budget: {mode} stops before {n} calls)")
                 break
-            s = self.step("gateway", mode, n)
+            s = self.step(target, mode, n)
             rows.append(s)
             if analysis.sustained(s, self.args.late_tolerance):
                 best = s if best is None or s["calls"] > best["calls"] else best
@@ -179,14 +179,14 @@ class Bench:
             middle = int(round((best["calls"] + bad["calls"]) / 2 / 5) * 5)
             if gap > max(5, 0.15 * best["calls"]) and best["calls"] < middle < bad["calls"] \
                     and self.remaining() > self.cost(middle) + self._reserve():
-                s = self.step("gateway", mode, middle)
+                s = self.step(target, mode, middle)
                 rows.append(s)
                 if analysis.sustained(s, self.args.late_tolerance):
                     best = s
         return sorted(rows, key=lambda r: r["calls"]), best
 
     def _reserve(self) -> float:
-        """Time kept for what must still run after this ramp: the next modes' first steps."""
+        """Time kept for what must still run after this ramp: the next ramps' first steps."""
         return self.cost(self.args.ramp_start) * self.modes_left
 
     def burst(self, target: str, mode: str, profile: Path | None = None) -> dict[str, Any]:
@@ -369,7 +369,7 @@ def observability_table(modes: tuple[str, ...], runs: dict[str, dict[str, Any]],
             + "\n" + "\n".join(notes))
 
 
-def ramp_table(mode: str, rows: list[dict[str, Any]]) -> str:
+def ramp_table(mode: str, rows: list[dict[str, Any]], name: str = "gateway") -> str:
     body = []
     for s in rows:
         i, o = s["inbound"], s["outbound"]
@@ -385,7 +385,7 @@ def ramp_table(mode: str, rows: list[dict[str, Any]]) -> str:
                      fmt(100 * s["load_core_util"], 0), fmt(s["mem_per_call_mb"], 3), state])
     head = ["calls", "core %", "ms CPU/call-s", "in p50", "in p99", "in max", "out p50", "out p99", "out max",
             "late in/out", "path-late in/out", "late in steal", "harness late max", "load core %", "MB/call", ""]
-    return (f"\n== {mode}: gateway ramp (latency in ms; late: > 40 ms after due; path-late: > 40 ms after "
+    return (f"\n== {mode}: {name} ramp (latency in ms; late: > 40 ms after due; path-late: > 40 ms after "
             "actually sent; in steal: due while the hypervisor stole > 10% of a core) ==\n" + table(head, body))
 
 
@@ -525,22 +525,33 @@ def main(argv: list[str] | None = None) -> int:
         bench.log(f"\ngateway vs bare relay, {n} calls, {args.repeat} time(s) each:")
         compared = bench.compare(modes, n, args.repeat)
         # 2. The largest call count in each mode (not in --quick).
+        # With --sdk-relay, the SDK relay's ramps too: the largest N any bridge on the SDK carries.
         ramps: dict[str, tuple[list[dict[str, Any]], dict[str, Any] | None]] = {}
-        for index, mode in enumerate(modes):
+        targets = [("gateway", mode, mode) for mode in modes]
+        if args.sdk_relay:
+            targets += [("sdk-relay", mode, f"sdk-relay {mode}") for mode in modes]
+        for index, (target, mode, name) in enumerate(targets):
             if args.quick:
                 break
-            bench.log(f"\n{mode} ramp:")
-            bench.modes_left = len(modes) - index - 1
-            ramps[mode] = bench.ramp(mode, calls, known=None if calls else compared[mode])
+            bench.log(f"\n{name} ramp:")
+            bench.modes_left = len(targets) - index - 1
+            ramps[name] = bench.ramp(mode, calls, known=None if calls else compared[name], target=target)
         for mode in modes:
             rows, best = ramps.get(mode, ([], None))
             if rows:
                 report.append(ramp_table(mode, rows))
             report.append(comparison(mode, compared[mode], compared["relay"], best, ramp_ran=bool(rows)))
-        if args.sdk_relay:
-            report.append(sdk_floor(modes, compared))
             saved["modes"][mode] = {"ramp": [strip(r) for r in rows], "best": best and best["calls"],
                                     "gateway": strip(compared[mode]), "relay": strip(compared["relay"])}
+        if args.sdk_relay:
+            for mode in modes:
+                rows, best = ramps.get(f"sdk-relay {mode}", ([], None))
+                if rows:
+                    report.append(ramp_table(mode, rows, "bare relay on the Agents SDK"))
+                    report.append(f"largest N with no path-late frame, bare relay on the Agents SDK ({mode}): "
+                                  + (str(best["calls"]) if best else "none"))
+                saved["modes"][mode]["sdk_relay_ramp"] = [strip(r) for r in rows]
+            report.append(sdk_floor(modes, compared))
     if args.observability:
         bench.log(f"\nmetrics, call store and recording on vs off, {args.observability} calls:")
         runs = bench.observability(modes, args.observability, args.repeat)

@@ -21,6 +21,11 @@ taking 2 ms or more), as JSON lines: ``{"t": monotonic start,
 "ms": duration, "gen": generation, "collected": n}``, each as it ends. A collection stops the event loop, and so
 every call, for its whole duration.
 
+``--gc-census``: at ``SIGUSR2`` (the end of ``bench/load.py``'s measuring window), write what
+a full collection would walk: the objects the collector tracks, by generation and by type (the
+most numerous first), and how many ``gc.freeze()`` keeps out of its sight. It answers "what
+makes a full collection long"; the count is taken once, after the window.
+
 ``--tracemalloc``: trace allocations from the start (``tracemalloc``, 6 frames: slow), take a
 snapshot at ``SIGUSR1`` and, at ``SIGUSR2`` (or at exit), write what grew since then: the
 allocation sites holding the most more memory, with their call stacks. ``bench/soak.py
@@ -69,6 +74,7 @@ def main() -> int:
     parser.add_argument("--profile", help="write a cProfile of the window between SIGUSR1 and SIGUSR2 here")
     parser.add_argument("--gc-log", help="write the garbage collections that matter here (JSON lines), as they end")
     parser.add_argument("--gc-threshold", help="the collector's thresholds, T0,T1,T2 (gc.set_threshold), to try")
+    parser.add_argument("--gc-census", help="write the objects the collector tracks, by type, here at SIGUSR2")
     parser.add_argument("--tracemalloc", help="write what memory grew after SIGUSR1 here, at exit")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the gateway (or relay) command line")
     args = parser.parse_args()
@@ -93,6 +99,8 @@ def main() -> int:
             profiler.dump_stats(args.profile)
         if args.tracemalloc and baseline:
             write_growth(baseline.pop(), tracemalloc.take_snapshot(), args.tracemalloc)
+        if args.gc_census and signum is not None:
+            write_census(args.gc_census)
 
     signal.signal(signal.SIGUSR1, enable)
     signal.signal(signal.SIGUSR2, dump)
@@ -120,6 +128,26 @@ def main() -> int:
         return gateway_main(command)
     finally:
         dump()
+
+
+def write_census(path: str, top: int = 40) -> None:
+    """The objects the cyclic collector tracks (frozen ones are out of its sight and not
+    counted), by generation and by type."""
+    by_type: dict[str, int] = {}
+    sizes = []
+    for generation in range(3):
+        objects = gc.get_objects(generation)
+        sizes.append(len(objects))
+        for obj in objects:
+            kind = type(obj)
+            name = f"{kind.__module__}.{kind.__qualname__}"
+            by_type[name] = by_type.get(name, 0) + 1
+        del objects
+    with open(path, "w") as out:
+        out.write(f"tracked: {sum(sizes)} (generations {sizes[0]}, {sizes[1]}, {sizes[2]}); "
+                  f"frozen: {gc.get_freeze_count()}\n")
+        for name, count in sorted(by_type.items(), key=lambda item: -item[1])[:top]:
+            out.write(f"{count:>9}  {name}\n")
 
 
 def write_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, path: str, top: int = 25) -> None:
