@@ -23,8 +23,9 @@ every call, for its whole duration.
 
 ``--gc-census``: at ``SIGUSR2`` (the end of ``bench/load.py``'s measuring window), write what
 a full collection would walk: the objects the collector tracks, by generation and by type (the
-most numerous first), and how many ``gc.freeze()`` keeps out of its sight. It answers "what
-makes a full collection long"; the count is taken once, after the window.
+most numerous first), how many ``gc.freeze()`` keeps out of its sight, and the cyclic garbage
+a collection would free then (calls that ended leaving reference cycles), by type. It answers
+"what makes a full collection long"; the count is taken once, after the window.
 
 ``--tracemalloc``: trace allocations from the start (``tracemalloc``, 6 frames: slow), take a
 snapshot at ``SIGUSR1`` and, at ``SIGUSR2`` (or at exit), write what grew since then: the
@@ -143,10 +144,26 @@ def write_census(path: str, top: int = 40) -> None:
             name = f"{kind.__module__}.{kind.__qualname__}"
             by_type[name] = by_type.get(name, 0) + 1
         del objects
+    # What a full collection would free now: cyclic garbage, kept aside to be counted.
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        garbage: dict[str, int] = {}
+        for obj in gc.garbage:
+            kind = type(obj)
+            name = f"{kind.__module__}.{kind.__qualname__}"
+            garbage[name] = garbage.get(name, 0) + 1
+        cyclic = len(gc.garbage)
+        gc.garbage.clear()
+    finally:
+        gc.set_debug(0)
     with open(path, "w") as out:
         out.write(f"tracked: {sum(sizes)} (generations {sizes[0]}, {sizes[1]}, {sizes[2]}); "
                   f"frozen: {gc.get_freeze_count()}\n")
         for name, count in sorted(by_type.items(), key=lambda item: -item[1])[:top]:
+            out.write(f"{count:>9}  {name}\n")
+        out.write(f"\ncyclic garbage (freed only by a collection): {cyclic}\n")
+        for name, count in sorted(garbage.items(), key=lambda item: -item[1])[:top]:
             out.write(f"{count:>9}  {name}\n")
 
 
