@@ -265,7 +265,12 @@ class ModelLink:
         return True
 
     async def close(self) -> None:
+        """The call is over: close the session, and let go of the call's hook, so that the
+        call's objects are freed when the call ends, not left in a reference cycle (the runner
+        holds this link, the hook is the runner's method) for the garbage collector, whose full
+        collections stop every call of the process."""
         session, self.session = self.session, None
+        self.on_speech_started = None
         if session is not None:
             await session.close()
 

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import time
+import weakref
 
 import pytest
 
@@ -128,6 +129,30 @@ async def test_the_model_ending_the_session_ends_the_call_cleanly(start_gateway,
     assert caller.closed_by == "gateway" and caller.close_code == close_code
     assert gateway_of(gateway).finished[-1].end_reason is reason
     assert gateway_of(gateway).calls == {}
+
+
+async def test_an_ended_call_is_freed_at_once_not_by_the_garbage_collector(start_gateway) -> None:
+    """When a call ends, its objects (runner, call, playback, buffers) are freed by reference
+    counting, not left in a reference cycle for the cyclic collector: its full collections
+    stop every call of the process, for longer the more they have to free (bench/README.md,
+    "Garbage collection")."""
+    gc.collect()
+    gc.disable()  # nothing but reference counting frees anything from here on
+    try:
+        async with start_gateway([Reply("hi", duration_ms=300)]) as (gateway, realtime):
+            caller = await place_call(gateway, speed=4)
+            await caller.wait_heard(300)
+            (runner,) = gateway_of(gateway).calls.values()
+            freed = [weakref.ref(runner), weakref.ref(runner.call), weakref.ref(runner.model)]
+            del runner
+            await caller.hang_up()
+            await finished(gateway)
+            deadline = time.monotonic() + 5
+            while any(ref() is not None for ref in freed) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the call's handler unwinding
+            assert [ref() for ref in freed] == [None, None, None]
+    finally:
+        gc.enable()
 
 
 def open_fds() -> int:
