@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import analysis  # noqa: E402
 from bench.harness import Step, pin_self_to_load_core, run_step  # noqa: E402
-from bench.load import MODES, disturbance, fmt, one_line, table, verdict  # noqa: E402
+from bench.load import MODES, disturbance, fmt, one_line, start_seed, table, verdict  # noqa: E402
 
 CLEAR_P99_TARGET_MS = 5.0
 ERROR_P99_TARGET_MS = 5.0
@@ -68,7 +68,7 @@ class Bench:
         disturbed attempt is kept), with its barge-in records and figures."""
         args = self.args
         step = Step("gateway", mode, calls=calls, rate=args.rate, hold=args.seconds, chunk_ms=args.chunk_ms,
-                    model_compression=args.model_compression, barge_ins=args.barge_ins,
+                    model_compression=args.model_compression, start_seed=start_seed(args), barge_ins=args.barge_ins,
                     barge_in_rate=args.barge_ins / args.seconds, barge_in_seed=args.seed,
                     gc_log=True,  # the gateway's garbage collections: a collection stops every call
                     gc_threshold=args.gc_threshold, gc_census=args.gc_census)
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the gateway with these garbage collector thresholds (gc.set_threshold), to try")
     parser.add_argument("--gc-census", action="store_true",
                         help="count the objects the gateway's collector tracks at the window's end (gc_census.txt)")
+    parser.add_argument("--even-starts", action="store_true",
+                        help="start calls evenly spaced (their frames then line up) instead of at random instants")
     parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
                         help="whether the local model server accepts permessage-deflate (default deflate)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")

@@ -8,7 +8,9 @@ A step is one configuration under load, with fresh processes::
 
 The caller runs a plan of calls, all timed on CLOCK_MONOTONIC (shared by every process):
 two warm-up calls (the first calls of a process import and build things lazily), then the
-measured calls, started at ``rate`` a second (the ramp), then ``settle`` seconds, then the
+measured calls, started at ``rate`` a second (the ramp; each at a random instant of its
+1 / ``rate`` slot, ``Step.start_seed``, so their 20 ms frame clocks have random phases, as
+real calls' do), then ``settle`` seconds, then the
 ``hold`` window in which everything is measured, then every call hangs up at once. An
 optional burst starts more calls at ``burst_rate`` a second in the middle of the hold.
 
@@ -34,6 +36,7 @@ import time
 import types
 import urllib.request
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,6 +188,11 @@ class Step:
     mode: str = "g711_ulaw"  # the gateway's GATEWAY_AUDIO_MODE (the relay always passes G.711)
     calls: int = 10
     rate: float = 25.0  # set-ups per second during the ramp
+    # Each call's set-up instant is drawn at random within its slot (1 / rate wide), from this
+    # seed, so that calls' 20 ms frame clocks have random phases, as real calls' do (Twilio
+    # paces each stream from its own start). None: evenly spaced starts, which at 25 a second
+    # (40 ms apart) put every call's frames within a few ms of each other's, 50 times a second.
+    start_seed: int | None = 1
     settle: float = 2.0  # after the last set-up, before the hold window
     hold: float = 20.0  # the measured window
     burst_calls: int = 0  # calls started in a burst in the middle of the hold
@@ -279,19 +287,22 @@ def plan_calls(step: Step, base: float) -> tuple[list[dict[str, Any]], Timeline]
         hold_end = max(hold_end, burst_end + 5.0)
     if step.barge_ins:
         # The last barge-in call: its barge-in, its stay, and a second for its set-up.
-        hold_end = max(hold_end, hold_start + 0.5 + (step.barge_ins - 1) / step.barge_in_rate
+        hold_end = max(hold_end, hold_start + 0.5 + step.barge_ins / step.barge_in_rate
                        + step.barge_in_after[1] + step.barge_in_stay[1] + 1.0)
+    phase = (lambda: 0.0) if step.start_seed is None else random.Random(step.start_seed).random
     calls = [{"start": warmup + 0.2 * i, "end": warmup + 2.0, "group": "warmup"} for i in range(step.warmup_calls)]
-    calls += [{"start": ramp + i / step.rate, "end": hold_end, "group": "load"} for i in range(step.calls)]
+    calls += [{"start": ramp + (i + phase()) / step.rate, "end": hold_end, "group": "load"} for i in range(step.calls)]
     if step.burst_calls:
-        starts = [burst_start + i / step.burst_rate for i in range(step.burst_calls)]
+        starts = [burst_start + (i + phase()) / step.burst_rate for i in range(step.burst_calls)]
         calls += [{"start": t, "end": hold_end, "group": "burst", "after_audio": step.burst_stay} for t in starts]
-    calls += barge_in_calls(step, hold_start + 0.5, hold_end)
+    calls += barge_in_calls(step, hold_start + 0.5, hold_end, phase)
     return calls, Timeline(warmup, ramp, hold_start, burst_start, burst_end, hold_end)
 
 
-def barge_in_calls(step: Step, first: float, hold_end: float) -> list[dict[str, Any]]:
-    """The barge-in calls of a step: set up at ``barge_in_rate`` a second from ``first``, each
+def barge_in_calls(step: Step, first: float, hold_end: float,
+                   phase: Callable[[], float] = lambda: 0.0) -> list[dict[str, Any]]:
+    """The barge-in calls of a step: set up at ``barge_in_rate`` a second from ``first`` (each
+    at ``phase()`` of its slot), each
     with its call SID (the model server is told which calls to interrupt, and when), the
     seconds of greeting after which the model server sends ``speech_started`` (``barge_in``),
     and how long the caller stays after the ``clear`` (``after_clear``). Drawn from
@@ -300,7 +311,7 @@ def barge_in_calls(step: Step, first: float, hold_end: float) -> list[dict[str, 
     calls = []
     for i in range(step.barge_ins):
         after, stay = rng.uniform(*step.barge_in_after), rng.uniform(*step.barge_in_stay)
-        start = first + i / step.barge_in_rate
+        start = first + (i + phase()) / step.barge_in_rate
         calls.append({"start": start, "end": min(hold_end, start + after + stay + 5.0), "group": "bargein",
                       "call_sid": "CA%032x" % rng.getrandbits(128), "barge_in": after, "after_clear": stay})
     return calls

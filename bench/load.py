@@ -63,6 +63,11 @@ DISTURBED_FOREIGN, DISTURBED_STEAL = 0.05, 0.10
 STEP_OVERHEAD_S = 16.0
 
 
+def start_seed(args: argparse.Namespace) -> int | None:
+    """The plan's seed for random call starts (``Step.start_seed``); None with --even-starts."""
+    return None if args.even_starts else 1
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -86,7 +91,8 @@ class Bench:
         """Run a step (again if other work on the machine disturbed it) and summarise it: the
         least disturbed of its attempts."""
         step = Step(target, mode, calls=calls, rate=self.args.rate, hold=self.args.seconds,
-                    chunk_ms=self.args.chunk_ms, model_compression=self.args.model_compression, **options)
+                    chunk_ms=self.args.chunk_ms, model_compression=self.args.model_compression,
+                    start_seed=start_seed(self.args), **options)
         attempts: list[dict[str, Any]] = []
         retries = self.args.retries if retries is None else retries
         for attempt in range(retries + 1):
@@ -193,7 +199,8 @@ class Bench:
         args = self.args
         burst_calls = round(args.burst_rate * args.burst_seconds)
         step = Step(target, mode, calls=args.burst_base, rate=args.rate, hold=max(args.seconds, 12.0),
-                    chunk_ms=args.chunk_ms, model_compression=args.model_compression, burst_calls=burst_calls,
+                    chunk_ms=args.chunk_ms, model_compression=args.model_compression, start_seed=start_seed(args),
+                    burst_calls=burst_calls,
                     burst_rate=args.burst_rate, burst_stay=args.burst_stay, profile=profile)
         self._count += 1
         run_dir = self.out / f"{self._count:02d}-burst-{target}-{mode}"
@@ -495,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the CPU cost of metrics, call store and recording: the gateway with them all on "
                              "beside the same with them off, at CALLS calls (--repeat times, interleaved)")
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")
+    parser.add_argument("--even-starts", action="store_true",
+                        help="start calls evenly spaced (their frames then line up) instead of at random instants")
     parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
                         help="whether the local model server accepts permessage-deflate, which the SDK's client "
                              "offers (default deflate); the relay and the gateway alike")

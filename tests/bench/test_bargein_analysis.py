@@ -97,3 +97,22 @@ def test_the_plan_places_seeded_barge_ins_in_the_window():
     again, _ = plan_calls(step, 0.0)
     assert [c["call_sid"] for c in again if c["group"] == "bargein"] == [c["call_sid"] for c in barge]
     assert not [c for c in plan_calls(Step("gateway", calls=3), 0.0)[0] if c["group"] == "bargein"]
+
+
+def test_the_plan_gives_calls_random_frame_phases_at_the_same_rate():
+    """Real calls start at random instants, so their 20 ms frame clocks have random phases;
+    evenly spaced starts (40 ms apart at 25 a second) would line every call's frames up."""
+    import numpy as np
+
+    from bench.harness import Step, plan_calls
+
+    def load_starts(seed):
+        calls, _ = plan_calls(Step("gateway", calls=200, rate=25.0, start_seed=seed), 0.0)
+        return np.array([c["start"] for c in calls if c["group"] == "load"])
+
+    even, jittered = load_starts(None), load_starts(1)
+    phases = lambda starts: np.mod(starts - even[0] + 0.010, 0.020)  # noqa: E731 (even spacing: all 10 ms)
+    assert np.ptp(phases(even)) < 1e-6  # every call on the same frame phase
+    assert np.histogram(phases(jittered), bins=4, range=(0, 0.020))[0].min() >= 30  # spread over the period
+    assert np.all(np.floor((jittered - even[0]) * 25.0) == np.arange(200))  # one start in each 40 ms slot
+    assert np.array_equal(jittered, load_starts(1))  # seeded: every run the same
