@@ -230,6 +230,7 @@ def summarise(result: Any) -> dict[str, Any]:
         "model_lag": lag_summary(result.model_lag, result.model_lag_t, hold["t0"], hold["t1"]),
         "failures": failures(result.calls, ("load", "burst")),
         "gc": gc_summary(result),
+        "slow_callbacks": slow_callbacks(result),
         "tasks": hold["health"].get("tasks"),
         "fds": hold["fds"],
         "idle": s["idle"],
@@ -252,6 +253,18 @@ def gc_summary(result: Any) -> dict[str, Any] | None:
             "full_mean_ms": float(np.mean(full)) if full else 0.0,
             "over_10ms": len(long), "max_ms": max((e["ms"] for e in window), default=0.0),
             "ms_per_s": sum(e["ms"] for e in window) / wall, "wall_s": wall}
+
+
+def slow_callbacks(result: Any, top: int = 3) -> dict[str, Any] | None:
+    """The system under test's event-loop callbacks of 5 ms or more in the measuring window
+    (``Step.slow_callbacks``): how many, and the longest, each with what it was."""
+    path = result.run_dir / "slow_callbacks.jsonl"
+    if not path.exists():
+        return None
+    hold = result.samples["hold"]
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    window = [e for e in entries if hold["t0"] <= e["t"] < hold["t1"]]
+    return {"count": len(window), "longest": sorted(window, key=lambda e: -e["ms"])[:top]}
 
 
 def steal_spells(samples: dict[str, Any], limit: float = 0.10) -> list[tuple[float, float]]:

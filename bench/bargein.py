@@ -71,7 +71,7 @@ class Bench:
                     model_compression=args.model_compression, start_seed=start_seed(args), barge_ins=args.barge_ins,
                     barge_in_rate=args.barge_ins / args.seconds, barge_in_seed=args.seed,
                     gc_log=True,  # the gateway's garbage collections: a collection stops every call
-                    gc_threshold=args.gc_threshold, gc_census=args.gc_census)
+                    gc_threshold=args.gc_threshold, gc_census=args.gc_census, slow_callbacks=args.slow_callbacks)
         attempts = []
         for attempt in range(args.retries + 1):
             self._count += 1
@@ -99,6 +99,7 @@ def summarise(result: Any) -> dict[str, Any]:
                                "records": records}
     hold = result.samples["hold"]
     summary["gc"] = analysis.gc_summary(result)
+    summary["slow_callbacks"] = analysis.slow_callbacks(result)
     summary["caller_lag"] = analysis.lag_summary(result.caller_lag, result.caller_lag_t, hold["t0"], hold["t1"])
     summary["model_lag"] = analysis.lag_summary(result.model_lag, result.model_lag_t, hold["t0"], hold["t1"])
     # The server's lateness in sending speech_started (harness, not gateway): planned -> written.
@@ -162,6 +163,10 @@ def report(mode: str, idle: dict[str, Any], loaded: dict[str, Any]) -> str:
             lines.append(f"  the gateway's garbage collections: {gc['full']} full (longest {fmt(gc['full_max_ms'])} ms), "
                          f"{gc['over_10ms']} of 10 ms or more, longest of all {fmt(gc['max_ms'])} ms, "
                          f"{fmt(gc['ms_per_s'], 2)} ms of collection per second")
+        slow = s.get("slow_callbacks")
+        if slow is not None:
+            longest = "; ".join(f"{e['ms']:.1f} ms {e['what']}" for e in slow["longest"])
+            lines.append(f"  loop callbacks of 5 ms or more: {slow['count']}" + (f", longest: {longest}" if longest else ""))
         for problem in s["problems"][:5]:
             lines.append(f"  problem: {problem}")
         if len(s["problems"]) > 5:
@@ -192,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the gateway with these garbage collector thresholds (gc.set_threshold), to try")
     parser.add_argument("--gc-census", action="store_true",
                         help="count the objects the gateway's collector tracks at the window's end (gc_census.txt)")
+    parser.add_argument("--slow-callbacks", action="store_true",
+                        help="log the gateway's event-loop callbacks of 5 ms or more, by name (slow_callbacks.jsonl)")
     parser.add_argument("--even-starts", action="store_true",
                         help="start calls evenly spaced (their frames then line up) instead of at random instants")
     parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",

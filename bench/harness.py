@@ -203,6 +203,7 @@ class Step:
     gc_log: bool = False  # time the system under test's garbage collections (gc.jsonl)
     gc_threshold: str | None = None  # "T0,T1,T2": the system under test's collector thresholds, to try
     tracemalloc: bool = False  # trace its memory; SIGUSR1 takes the baseline (tracemalloc.txt)
+    slow_callbacks: bool = False  # log its event-loop callbacks of 5 ms or more (slow_callbacks.jsonl)
     gc_census: bool = False  # count the objects its collector tracks, by type, at the window's end (gc_census.txt)
     chunk_ms: int = 100  # model audio per delta
     model_compression: str = "deflate"  # the model server's permessage-deflate: "deflate" or "none"
@@ -387,13 +388,15 @@ class Rig:
             if step.target == "sdk-relay":
                 command += ["--mode", step.mode]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}
-        if step.profile is not None or step.gc_log or step.tracemalloc or step.gc_threshold or step.gc_census:
+        if step.profile is not None or step.gc_log or step.tracemalloc or step.gc_threshold or step.gc_census \
+                or step.slow_callbacks:
             argv = [py, str(BENCH / "serve_profiled.py"),
                     *(["--profile", str(step.profile)] if step.profile is not None else []),
                     *(["--gc-log", str(run_dir / "gc.jsonl")] if step.gc_log else []),
                     *(["--gc-threshold", step.gc_threshold] if step.gc_threshold else []),
                     *(["--tracemalloc", str(run_dir / "tracemalloc.txt")] if step.tracemalloc else []),
                     *(["--gc-census", str(run_dir / "gc_census.txt")] if step.gc_census else []),
+                    *(["--slow-callbacks", str(run_dir / "slow_callbacks.jsonl")] if step.slow_callbacks else []),
                     "--", *command]
         elif step.target == "gateway":
             argv = [py, "-m", "gateway", *command]

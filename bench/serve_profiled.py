@@ -27,6 +27,12 @@ most numerous first), how many ``gc.freeze()`` keeps out of its sight, and the c
 a collection would free then (calls that ended leaving reference cycles), by type. It answers
 "what makes a full collection long"; the count is taken once, after the window.
 
+``--slow-callbacks``: every event-loop callback that held the loop for ``SLOW_MS`` (5 ms) or
+more, as JSON lines: ``{"t": monotonic start, "ms": duration, "what": the callback}`` (a task's
+coroutine, where it stopped, or a transport's or timer's callback). While one runs, no other
+call's frame moves: what it names is what a barge-in or a frame waited behind. Timing every
+callback adds two clock reads to each.
+
 ``--tracemalloc``: trace allocations from the start (``tracemalloc``, 6 frames: slow), take a
 snapshot at ``SIGUSR1`` and, at ``SIGUSR2`` (or at exit), write what grew since then: the
 allocation sites holding the most more memory, with their call stacks. ``bench/soak.py
@@ -37,6 +43,7 @@ lists what kept growing under steady churn.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import json
@@ -45,7 +52,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -70,12 +77,56 @@ class GcLog:
                                             "collected": info["collected"]}) + "\n")
 
 
+SLOW_MS = 5.0
+
+
+def log_slow_callbacks(path: str, slow_ms: float = SLOW_MS) -> Callable[[], None]:
+    """Wrap ``asyncio.Handle._run`` (every callback the loop runs: task steps, I/O readiness,
+    timers) to log those that hold the loop ``slow_ms`` or more. Returns what undoes it."""
+    import asyncio.events
+
+    out = open(path, "w", buffering=1)  # noqa: SIM115 - open for the process's life
+    run = asyncio.events.Handle._run
+    clock = time.monotonic
+    limit = slow_ms / 1000
+
+    def timed_run(handle: asyncio.events.Handle) -> None:
+        started = clock()
+        run(handle)
+        took = clock() - started
+        if took >= limit:
+            out.write(json.dumps({"t": round(started, 6), "ms": round(1000 * took, 3),
+                                  "what": describe(handle)}) + "\n")
+
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+
+    def undo() -> None:
+        asyncio.events.Handle._run = run  # type: ignore[method-assign]
+        out.close()
+
+    return undo
+
+
+def describe(handle: Any) -> str:
+    """A callback, named for a reader: a task by its coroutine and where it is now."""
+    callback = getattr(handle, "_callback", None)
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        where = f" at {Path(frame.f_code.co_filename).name}:{frame.f_lineno}" if frame is not None else " (done)"
+        return f"task {getattr(coro, '__qualname__', coro)}{where}"
+    name = getattr(callback, "__qualname__", None) or repr(callback)
+    return f"{name} of {type(owner).__qualname__}" if owner is not None else str(name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="write a cProfile of the window between SIGUSR1 and SIGUSR2 here")
     parser.add_argument("--gc-log", help="write the garbage collections that matter here (JSON lines), as they end")
     parser.add_argument("--gc-threshold", help="the collector's thresholds, T0,T1,T2 (gc.set_threshold), to try")
     parser.add_argument("--gc-census", help="write the objects the collector tracks, by type, here at SIGUSR2")
+    parser.add_argument("--slow-callbacks", help=f"log every loop callback taking {SLOW_MS:.0f} ms or more here (JSON lines)")
     parser.add_argument("--tracemalloc", help="write what memory grew after SIGUSR1 here, at exit")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the gateway (or relay) command line")
     args = parser.parse_args()
@@ -107,6 +158,8 @@ def main() -> int:
     signal.signal(signal.SIGUSR2, dump)
     if args.gc_log:
         gc.callbacks.append(GcLog(args.gc_log))
+    if args.slow_callbacks:
+        log_slow_callbacks(args.slow_callbacks)
     if args.gc_threshold:
         gc.set_threshold(*(int(t) for t in args.gc_threshold.split(",")))
     if args.tracemalloc:
