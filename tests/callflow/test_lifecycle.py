@@ -135,7 +135,7 @@ async def test_an_ended_call_is_freed_at_once_not_by_the_garbage_collector(start
     """When a call ends, its objects (runner, call, playback, buffers) are freed by reference
     counting, not left in a reference cycle for the cyclic collector: its full collections
     stop every call of the process, for longer the more they have to free (bench/README.md,
-    "Garbage collection")."""
+    "Barge-in": "Ended calls left all their objects to the collector")."""
     gc.collect()
     gc.disable()  # nothing but reference counting frees anything from here on
     try:
