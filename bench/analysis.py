@@ -238,14 +238,23 @@ def summarise(result: Any) -> dict[str, Any]:
     }
 
 
-def gc_summary(result: Any) -> dict[str, Any] | None:
-    """The system under test's garbage collections in the measuring window (``Step.gc_log``)."""
-    path = result.run_dir / "gc.jsonl"
+def in_window(result: Any, name: str) -> list[dict[str, Any]] | None:
+    """The entries of a JSON-lines log of the step (each with its monotonic start ``t``) that
+    fall in the measuring window; None if the step wrote no such log."""
+    path = result.run_dir / name
     if not path.exists():
         return None
     hold = result.samples["hold"]
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    window = [e for e in entries if hold["t0"] <= e["t"] < hold["t1"]]
+    return [e for e in entries if hold["t0"] <= e["t"] < hold["t1"]]
+
+
+def gc_summary(result: Any) -> dict[str, Any] | None:
+    """The system under test's garbage collections in the measuring window (``Step.gc_log``)."""
+    window = in_window(result, "gc.jsonl")
+    if window is None:
+        return None
+    hold = result.samples["hold"]
     full = [e["ms"] for e in window if e["gen"] == 2]
     long = [e["ms"] for e in window if e["ms"] >= 10]
     wall = hold["t1"] - hold["t0"]
@@ -258,12 +267,9 @@ def gc_summary(result: Any) -> dict[str, Any] | None:
 def slow_callbacks(result: Any, top: int = 3) -> dict[str, Any] | None:
     """The system under test's event-loop callbacks of 5 ms or more in the measuring window
     (``Step.slow_callbacks``): how many, and the longest, each with what it was."""
-    path = result.run_dir / "slow_callbacks.jsonl"
-    if not path.exists():
+    window = in_window(result, "slow_callbacks.jsonl")
+    if window is None:
         return None
-    hold = result.samples["hold"]
-    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    window = [e for e in entries if hold["t0"] <= e["t"] < hold["t1"]]
     return {"count": len(window), "longest": sorted(window, key=lambda e: -e["ms"])[:top]}
 
 
