@@ -37,10 +37,10 @@ KUBE = ROOT / "deploy" / "kubernetes"
 # default from 1.30), and a recent one.
 KUBE_VERSIONS = ("1.30", "1.36")
 
-# bench/README.md: one worker carries 105 PCM16 calls with no late frame, and adds about 0.29 MB
+# bench/README.md: one worker carries 150 PCM16 calls with no late frame, and adds about 0.29 MB
 # a call with recording, plus ~35 MB while its allocators warm up. docs/kubernetes.md: an idle
 # worker's resident memory, and the supervisor's, as measured for the sizing.
-CALLS_PER_WORKER_PCM16 = 105
+CALLS_PER_WORKER_PCM16 = 150
 WORKER_IDLE_MB = 138
 WORKER_WARMUP_MB = 35
 MB_PER_CALL_RECORDING = 0.29
