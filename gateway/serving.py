@@ -26,6 +26,7 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,11 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+#: The key of a received message's arrival time (``time.monotonic()``), an extension of the ASGI
+#: message that Starlette passes through untouched.
+ARRIVED = "gateway.arrived"
+
+
 class MediaStreamProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol, with flow control suited to a Media Stream, and
     a text message that is not UTF-8 refused in one line.
@@ -84,6 +90,12 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
 
     Each connection's own log records (uvicorn's handshake line, ``websockets``' "connection
     open") carry the peer too, so that they are limited per peer as well.
+
+    Arrival time: each message the application receives carries ``ARRIVED``, when it was read
+    off the socket (``time.monotonic()``). Under load the call's reader gets to a message a
+    loop iteration or more later; a mark echo counts as played when it arrived, not when it
+    was read (``TwilioSocket.receive``), so that what the caller heard is not under-counted by
+    the event loop's queue.
     """
 
     HIGH = 8
@@ -110,7 +122,8 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
             return
         if self.curr_msg_data_type == "text":
             try:
-                message: ASGIReceiveEvent = {"type": "websocket.receive", "text": data.decode()}
+                message: ASGIReceiveEvent = {"type": "websocket.receive", "text": data.decode(),  # type: ignore[typeddict-unknown-key]
+                                             ARRIVED: time.monotonic()}
             except UnicodeDecodeError as error:
                 self.fail_invalid_text(error)
                 return

@@ -9,6 +9,7 @@ import asyncio
 import collections
 import logging
 import socket
+import time
 
 import pytest
 import uvicorn
@@ -18,7 +19,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gateway.ratelog import LogLimiter, PeerLogFilter
-from gateway.serving import MediaStreamProtocol, uvicorn_config
+from gateway.serving import ARRIVED, MediaStreamProtocol, uvicorn_config
 
 
 class CountingProtocol(MediaStreamProtocol):
@@ -112,6 +113,43 @@ async def test_no_pause_while_the_app_keeps_up_and_back_pressure_when_it_does_no
         answer = await ws.recv()
     assert answer == ",".join(f"m{i}" for i in range(n))  # all of them, in order
     assert protocol.resumes >= 1
+
+
+async def test_each_message_carries_when_it_came_off_the_socket_not_when_the_app_read_it() -> None:
+    """A mark echo counts as played when it arrived (TwilioSocket.receive): the stamp is the
+    server's read of the socket, however long the message then waits for the application."""
+    go = asyncio.Event()
+    seen: list[tuple[float, float]] = []
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        await go.wait()  # the application is busy: the message waits in the queue
+        message = await ws.receive()
+        seen.append((message[ARRIVED], time.monotonic()))
+        await ws.send_text(message["text"])
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn_config(app, log_level="warning", lifespan="off"))
+    srv.capture_signals = lambda: _no_signals()  # type: ignore[method-assign]
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    try:
+        while not srv.started:
+            await asyncio.sleep(0.005)
+        async with websockets.connect(f"ws://127.0.0.1:{sock.getsockname()[1]}/ws") as ws:
+            sent = time.monotonic()
+            await ws.send("hello")
+            await asyncio.sleep(0.2)  # loopback delivers it long before: the server reads it
+            released = time.monotonic()
+            go.set()
+            assert await asyncio.wait_for(ws.recv(), 5) == "hello"
+        ((arrived, got),) = seen
+        assert sent <= arrived < released <= got
+    finally:
+        srv.should_exit = True
+        async with asyncio.timeout(10):
+            await task
 
 
 def test_the_startup_heap_is_frozen_so_full_collections_walk_only_newer_objects() -> None:

@@ -293,8 +293,10 @@ class Call:
 
     # --- Twilio -----------------------------------------------------------------------------------
 
-    def receive(self, text: str, now: float) -> list[Action]:
-        """A text frame from Twilio."""
+    def receive(self, text: str, now: float, arrived: float | None = None) -> list[Action]:
+        """A text frame from Twilio, handled at ``now``; ``arrived``: when it came off the
+        socket, if known (a busy event loop gets to it later). A mark echo counts as played
+        then: the caller's playback reached the mark before the echo was sent."""
         if self.phase is Phase.ENDED:
             return []
         if not self._rate.allow(now):
@@ -314,7 +316,7 @@ class Call:
                 self.on_caller_audio(message.timestamp, message.payload, now)
             return self._caller_audio(message.payload)
         if kind is Mark:
-            return self._mark_echoed(message.name, now)
+            return self._mark_echoed(message.name, now, now if arrived is None else min(arrived, now))
         if kind is Dtmf:
             return self._digit(message.digit, now)
         if kind is Start:
@@ -393,10 +395,10 @@ class Call:
             self.record.buffered_dropped += 1
         self._buffer.append(audio)
 
-    def _mark_echoed(self, name: str, now: float) -> list[Action]:
+    def _mark_echoed(self, name: str, now: float, played_at: float) -> list[Action]:
         if is_hold_mark(name):
             return self.hold.echoed(name)
-        self.playback.mark_echoed(name, now)
+        self.playback.mark_echoed(name, played_at)
         self._speech_changed(now)
         if self.hold.since is not None and not self.hold.started:
             self.rearm = True

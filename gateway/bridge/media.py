@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from gateway.bridge.actions import Action, SendClear, SendMark, SendMedia
 from gateway.bridge.call import Call
 from gateway.bridge.ending import CLOSE_TOO_BIG
+from gateway.serving import ARRIVED
 
 
 class TwilioSocket:
@@ -44,7 +45,9 @@ class TwilioSocket:
         text = message.get("text")
         if text is None:
             return self.call.binary_frame(now)
-        return self.call.receive(text, now)
+        # When the server read it off the socket (MediaStreamProtocol), on this clock only.
+        arrived = message.get(ARRIVED) if self.clock is time.monotonic else None
+        return self.call.receive(text, now, arrived)
 
     async def send(self, action: Action) -> None:
         kind = type(action)

@@ -292,6 +292,29 @@ def test_the_clear_goes_out_when_speech_started_arrives_and_the_truncation_is_wh
     assert sum(isinstance(a, SendMedia) for a in call.session_event(audio("item_c", 100), 1.3)) > 0
 
 
+def test_a_mark_echo_counts_as_played_when_it_arrived_not_when_the_call_got_to_it() -> None:
+    """Under load the call's reader gets to an echo after it came off the socket: the caller's
+    playback reached the mark before Twilio sent the echo, so it is anchored at its arrival."""
+    call = live()
+    call.session_event(agent_start(), 1.0)
+    sent = call.session_event(audio("item_a", 500), 1.0)
+    # The 100 ms mark's echo came off the socket at 1.1 and was read 6 ms later.
+    call.receive(mark(marks(sent)[0]), 1.106, arrived=1.1)
+    assert call.speech_started(received=1.15, now=1.15) == [SendClear()]
+    (barge,) = [e for e in call.record.timeline if isinstance(e, BargeIn)]
+    assert barge.heard_ms == 150  # 100 ms at 1.1, then 50 ms at real time; 144 anchored at 1.106
+
+
+def test_an_arrival_time_after_now_is_taken_as_now() -> None:
+    call = live()
+    call.session_event(agent_start(), 1.0)
+    sent = call.session_event(audio("item_a", 500), 1.0)
+    call.receive(mark(marks(sent)[0]), 1.1, arrived=1.2)  # another clock's: never ahead of now
+    assert call.speech_started(received=1.15, now=1.15) == [SendClear()]
+    (barge,) = [e for e in call.record.timeline if isinstance(e, BargeIn)]
+    assert barge.heard_ms == 150
+
+
 def test_no_early_clear_when_the_session_does_not_interrupt_responses() -> None:
     call = live(GATEWAY_INTERRUPT_RESPONSE="false")
     call.session_event(agent_start(), 1.0)
