@@ -83,8 +83,6 @@ SLOW_MS = 5.0
 def log_slow_callbacks(path: str, slow_ms: float = SLOW_MS) -> Callable[[], None]:
     """Wrap ``asyncio.Handle._run`` (every callback the loop runs: task steps, I/O readiness,
     timers) to log those that hold the loop ``slow_ms`` or more. Returns what undoes it."""
-    import asyncio.events
-
     out = open(path, "w", buffering=1)  # noqa: SIM115 - open for the process's life
     run = asyncio.events.Handle._run
     clock = time.monotonic
@@ -192,20 +190,13 @@ def write_census(path: str, top: int = 40) -> None:
     for generation in range(3):
         objects = gc.get_objects(generation)
         sizes.append(len(objects))
-        for obj in objects:
-            kind = type(obj)
-            name = f"{kind.__module__}.{kind.__qualname__}"
-            by_type[name] = by_type.get(name, 0) + 1
+        count_by_type(objects, by_type)
         del objects
     # What a full collection would free now: cyclic garbage, kept aside to be counted.
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         gc.collect()
-        garbage: dict[str, int] = {}
-        for obj in gc.garbage:
-            kind = type(obj)
-            name = f"{kind.__module__}.{kind.__qualname__}"
-            garbage[name] = garbage.get(name, 0) + 1
+        garbage = count_by_type(gc.garbage, {})
         cyclic = len(gc.garbage)
         gc.garbage.clear()
     finally:
@@ -218,6 +209,15 @@ def write_census(path: str, top: int = 40) -> None:
         out.write(f"\ncyclic garbage (freed only by a collection): {cyclic}\n")
         for name, count in sorted(garbage.items(), key=lambda item: -item[1])[:top]:
             out.write(f"{count:>9}  {name}\n")
+
+
+def count_by_type(objects: list[Any], counts: dict[str, int]) -> dict[str, int]:
+    """Add ``objects`` to ``counts``, by their type's qualified name."""
+    for obj in objects:
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def write_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, path: str, top: int = 25) -> None:
