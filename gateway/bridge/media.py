@@ -25,6 +25,9 @@ class TwilioSocket:
         self.call = call
         self.clock = clock
         self._stream = call.stream  # the call parses what comes in; the same stream serializes
+        # The server stamps each message's arrival on time.monotonic (MediaStreamProtocol): it
+        # can stand in for the call's clock only if that is the same clock.
+        self._stamped = clock is time.monotonic
 
     @property
     def peer(self) -> str:
@@ -45,9 +48,7 @@ class TwilioSocket:
         text = message.get("text")
         if text is None:
             return self.call.binary_frame(now)
-        # When the server read it off the socket (MediaStreamProtocol), on this clock only.
-        arrived = message.get(ARRIVED) if self.clock is time.monotonic else None
-        return self.call.receive(text, now, arrived)
+        return self.call.receive(text, now, message.get(ARRIVED) if self._stamped else None)
 
     async def send(self, action: Action) -> None:
         kind = type(action)
