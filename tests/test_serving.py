@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import socket
 import time
@@ -65,21 +66,30 @@ async def server():
         await ws.send_text(",".join(got))
         await ws.close()
 
+    async with serving(endpoint, ws=CountingProtocol, log_level="warning") as url:
+        CountingProtocol.instances.clear()
+        yield url, go
+        go.set()  # (a failed test may have left the endpoint waiting)
+
+
+@contextlib.asynccontextmanager
+async def serving(endpoint, **options: object):  # noqa: ANN001 - a Starlette WebSocket endpoint
+    """``endpoint`` at ``/ws`` on a real uvicorn (``uvicorn_config``: ``MediaStreamProtocol``
+    unless ``ws`` says otherwise), on 127.0.0.1 and a free port: its URL."""
     app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn_config(app, ws=CountingProtocol, log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn_config(app, lifespan="off", **options))
     srv.capture_signals = lambda: _no_signals()  # type: ignore[method-assign]
     task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
-        await asyncio.sleep(0.005)
-    CountingProtocol.instances.clear()
-    yield f"ws://127.0.0.1:{sock.getsockname()[1]}/ws", go
-    go.set()  # (a failed test may have left the endpoint waiting)
-    srv.should_exit = True
-    async with asyncio.timeout(10):
-        await task
+    try:
+        while not srv.started:
+            await asyncio.sleep(0.005)
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/ws"
+    finally:
+        srv.should_exit = True
+        async with asyncio.timeout(10):
+            await task
 
 
 class _no_signals:
@@ -128,28 +138,15 @@ async def test_each_message_carries_when_it_came_off_the_socket_not_when_the_app
         seen.append((message[ARRIVED], time.monotonic()))
         await ws.send_text(message["text"])
 
-    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn_config(app, log_level="warning", lifespan="off"))
-    srv.capture_signals = lambda: _no_signals()  # type: ignore[method-assign]
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
-    try:
-        while not srv.started:
-            await asyncio.sleep(0.005)
-        async with websockets.connect(f"ws://127.0.0.1:{sock.getsockname()[1]}/ws") as ws:
-            sent = time.monotonic()
-            await ws.send("hello")
-            await asyncio.sleep(0.2)  # loopback delivers it long before: the server reads it
-            released = time.monotonic()
-            go.set()
-            assert await asyncio.wait_for(ws.recv(), 5) == "hello"
-        ((arrived, got),) = seen
-        assert sent <= arrived < released <= got
-    finally:
-        srv.should_exit = True
-        async with asyncio.timeout(10):
-            await task
+    async with serving(endpoint, log_level="warning") as url, websockets.connect(url) as ws:
+        sent = time.monotonic()
+        await ws.send("hello")
+        await asyncio.sleep(0.2)  # loopback delivers it long before: the server reads it
+        released = time.monotonic()
+        go.set()
+        assert await asyncio.wait_for(ws.recv(), 5) == "hello"
+    ((arrived, got),) = seen
+    assert sent <= arrived < released <= got
 
 
 def test_the_startup_heap_is_frozen_so_full_collections_walk_only_newer_objects() -> None:
@@ -207,19 +204,9 @@ async def echo():
                 return
             await ws.send_text("echo " + message["text"])
 
-    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn_config(app, log_level="info", log_config=None, lifespan="off"))
-    srv.capture_signals = lambda: _no_signals()  # type: ignore[method-assign]
     with Captured("uvicorn.error", "gateway.serving") as captured:
-        task = asyncio.create_task(srv.serve(sockets=[sock]))
-        while not srv.started:
-            await asyncio.sleep(0.005)
-        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/ws", ends, captured
-        srv.should_exit = True
-        async with asyncio.timeout(10):
-            await task
+        async with serving(endpoint, log_level="info", log_config=None) as url:
+            yield url, ends, captured
 
 
 INVALID = b'{"event": "media", "x": "\xff\xfe"}'  # not UTF-8 from byte 25
