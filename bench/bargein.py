@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import analysis  # noqa: E402
 from bench.harness import Step, pin_self_to_load_core, run_step  # noqa: E402
+from gateway.settings import COMPRESSIONS, Settings  # noqa: E402
 from bench.load import MODES, disturbance, fmt, one_line, start_seed, table, verdict  # noqa: E402
 
 CLEAR_P99_TARGET_MS = 5.0
@@ -201,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="log the gateway's event-loop callbacks of 5 ms or more, by name (slow_callbacks.jsonl)")
     parser.add_argument("--even-starts", action="store_true",
                         help="start calls evenly spaced (their frames then line up) instead of at random instants")
-    parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
-                        help="whether the local model server accepts permessage-deflate (default deflate)")
+    parser.add_argument("--model-compression", choices=COMPRESSIONS, default=Settings.model_compression,
+                        help="what the bridges' model connection offers (GATEWAY_MODEL_COMPRESSION; the relays "
+                             f"alike): permessage-deflate or none (default {Settings.model_compression}, the gateway's)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the machine to be quiet")
     parser.add_argument("--out", help="directory for logs and raw results (default: a new temporary one)")

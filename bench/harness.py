@@ -206,7 +206,9 @@ class Step:
     slow_callbacks: bool = False  # log its event-loop callbacks of 5 ms or more (slow_callbacks.jsonl)
     gc_census: bool = False  # count the objects its collector tracks, by type, at the window's end (gc_census.txt)
     chunk_ms: int = 100  # model audio per delta
-    model_compression: str = "deflate"  # the model server's permessage-deflate: "deflate" or "none"
+    # What the bridge's model connection offers (the gateway's GATEWAY_MODEL_COMPRESSION, the
+    # relays' --compression): "deflate" or "none". The model server takes up what is offered.
+    model_compression: str = "deflate"
     warmup_calls: int = 2
     # Barge-in calls (bench/bargein.py): this many calls set up at ``barge_in_rate`` a second
     # across the hold; the model server sends ``speech_started`` on each once it has streamed a
@@ -268,6 +270,7 @@ def gateway_env(step: Step, port: int, model_url: str, data_dir: Path) -> dict[s
         "GATEWAY_SILENCE_CHECK_IN_S": "0",
         "GATEWAY_SILENCE_GIVE_UP_S": "0",
         "GATEWAY_LOG_LEVEL": "INFO",
+        "GATEWAY_MODEL_COMPRESSION": step.model_compression,
         # The call store (SQLite, on by default) and recordings (if a step turns them on) of
         # the run, not of the working directory.
         "GATEWAY_DATA_DIR": str(data_dir),
@@ -376,7 +379,7 @@ class Rig:
             model_options = ["--barge-ins", str(run_dir / "barge_ins.json")]
         self.model = self._spawn("model", [py, str(BENCH / "model.py"), "--port", str(model_port),
                                            "--reply-seconds", f"{self.reply_s:.0f}", "--chunk-ms", str(step.chunk_ms),
-                                           "--compression", step.model_compression, "--gc-freeze",
+                                           "--gc-freeze",
                                            "--out", str(run_dir / "model.pickle"), *model_options],
                                  core=LOAD_CORE, stdout_pipe=True, env=self._profile_env("model"))
         if step.target == "gateway":
@@ -384,7 +387,8 @@ class Rig:
             command = ["serve", "--port", str(port), "--workers", "1", "--env-file", "/dev/null"]
             env = gateway_env(step, port, model_url, run_dir / "data")
         else:
-            command = [step.target, "--port", str(port), "--model-url", model_url]
+            command = [step.target, "--port", str(port), "--model-url", model_url,
+                       "--compression", step.model_compression]
             if step.target == "sdk-relay":
                 command += ["--mode", step.mode]
             env = {"PYTHONPATH": str(ROOT), **step.extra_env}

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import analysis, profiles  # noqa: E402
 from bench.harness import Step, pin_self_to_load_core, run_step  # noqa: E402
+from gateway.settings import COMPRESSIONS, Settings  # noqa: E402
 
 MODES = ("g711_ulaw", "pcm16")
 CPU_RATIO_TARGET = {"g711_ulaw": 1.2, "pcm16": 1.5}
@@ -504,9 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")
     parser.add_argument("--even-starts", action="store_true",
                         help="start calls evenly spaced (their frames then line up) instead of at random instants")
-    parser.add_argument("--model-compression", choices=("deflate", "none"), default="deflate",
-                        help="whether the local model server accepts permessage-deflate, which the SDK's client "
-                             "offers (default deflate); the relay and the gateway alike")
+    parser.add_argument("--model-compression", choices=COMPRESSIONS, default=Settings.model_compression,
+                        help="what the bridges' model connection offers (GATEWAY_MODEL_COMPRESSION; the relays "
+                             f"alike): permessage-deflate or none (default {Settings.model_compression}, the gateway's)")
     parser.add_argument("--sdk-relay", action="store_true",
                         help="the comparison also runs the bare relay on the Agents SDK (sdk_relay.py): the floor "
                              "of any bridge built on the SDK")

@@ -42,6 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.serving import uvicorn_config  # noqa: E402
+from gateway.settings import COMPRESSIONS  # noqa: E402
 
 FRAME_BYTES = 160
 #: The SDK's WebSocket options (agents/realtime/openai_realtime.py): library defaults, 8 MiB.
@@ -62,9 +63,11 @@ def session_update(call_sid: str) -> str:
 
 
 class Relay:
-    def __init__(self, public_url: str, model_url: str) -> None:
+    def __init__(self, public_url: str, model_url: str, compression: str = "deflate") -> None:
         self.stream_url = public_url.replace("http", "ws", 1).rstrip("/") + "/twilio/media"
         self.model_url = model_url
+        #: What the model connection offers, as the gateway's GATEWAY_MODEL_COMPRESSION.
+        self.compression = compression
         self.active = 0
 
     async def voice(self, request: Request) -> Response:
@@ -109,7 +112,8 @@ class Relay:
     async def _connect(self, call_sid: str, ws: WebSocket, stream_sid: str
                        ) -> tuple[websockets.ClientConnection, asyncio.Task]:
         """Open the model's side, ask for the greeting, and start relaying its audio at once."""
-        model = await websockets.connect(self.model_url, max_size=MODEL_MAX_SIZE)
+        model = await websockets.connect(self.model_url, max_size=MODEL_MAX_SIZE,
+                                         compression=None if self.compression == "none" else "deflate")
         await model.send(session_update(call_sid))
         await model.send('{"type":"response.create"}')
         return model, asyncio.create_task(self._model_to_caller(model, ws, stream_sid))
@@ -167,15 +171,19 @@ def create_app(public_url: str, model_url: str, relay_class: type[Relay] = Relay
 
 
 def main(relay_class: type[Relay] = Relay, modes: tuple[str, ...] = ()) -> None:
-    """Serve ``relay_class`` (``--mode``, one of ``modes``, is passed on to it if it has modes)."""
+    """Serve ``relay_class`` (``--mode``, one of ``modes``, is passed on to it if it has modes;
+    ``--compression`` always)."""
     parser = argparse.ArgumentParser(description=(sys.modules[relay_class.__module__].__doc__ or "").splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model-url", required=True)
+    parser.add_argument("--compression", choices=COMPRESSIONS, default="deflate",
+                        help="what the model connection offers (as GATEWAY_MODEL_COMPRESSION)")
     if modes:
         parser.add_argument("--mode", choices=modes, default=modes[0])
     args = parser.parse_args()
     options = {"mode": args.mode} if modes else {}
+    options["compression"] = args.compression
     app = create_app(f"http://{args.host}:{args.port}", args.model_url, relay_class, **options)
     # The gateway's server settings (gateway/serving.py, as `gateway serve` uses them).
     uvicorn.Server(uvicorn_config(app, host=args.host, port=args.port, log_level="warning")).run()

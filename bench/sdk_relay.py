@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import relay  # noqa: E402
 from bench.relay import FRAME_BYTES, Relay  # noqa: E402
 from gateway.audio.g711 import audioop, pcm16_to_ulaw, ulaw_to_pcm16  # noqa: E402
+from gateway.bridge.sdk import realtime_model  # noqa: E402
 
 
 def model_settings(mode: str) -> dict:
@@ -68,13 +69,14 @@ class Ratecv:
 
 
 class SdkRelay(Relay):
-    def __init__(self, public_url: str, model_url: str, mode: str = "g711_ulaw") -> None:
-        super().__init__(public_url, model_url)
+    def __init__(self, public_url: str, model_url: str, mode: str = "g711_ulaw", compression: str = "deflate") -> None:
+        super().__init__(public_url, model_url, compression)
         self.mode = mode
 
     async def bridge(self, ws: WebSocket, stream_sid: str, call_sid: str) -> None:
         agent = RealtimeAgent(name="Relay", instructions=f"bench-call={call_sid}")
-        session = await RealtimeRunner(agent).run(model_config={
+        # The model the gateway connects with (its compression as GATEWAY_MODEL_COMPRESSION).
+        session = await RealtimeRunner(agent, model=realtime_model(self.compression)).run(model_config={
             "url": self.model_url, "headers": {}, "initial_model_settings": model_settings(self.mode)})
         convert = Ratecv() if self.mode == "pcm16" else Passthrough()
         async with session:

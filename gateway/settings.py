@@ -19,6 +19,8 @@ from gateway.audio import AudioMode
 TURN_DETECTION_TYPES = ("semantic_vad", "server_vad")
 EAGERNESS = ("low", "medium", "high", "auto")
 APPROVAL_POLICIES = ("approve", "reject")
+#: GATEWAY_MODEL_COMPRESSION (gateway.bridge.sdk.COMPRESSIONS, which imports the SDK).
+COMPRESSIONS = ("none", "deflate")
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful, friendly assistant answering a phone call. Speak naturally and keep "
@@ -62,6 +64,9 @@ class Settings:
     vad_silence_ms: int = 500
     interrupt_response: bool = True
     transcription_model: str = "gpt-4o-mini-transcribe"
+    #: What the model connection offers: ``deflate`` (permessage-deflate, the Agents SDK's
+    #: default; the server may decline it) or ``none`` (gateway.bridge.sdk.realtime_model).
+    model_compression: str = "deflate"
     #: Marks are sent at most this far apart in the agent's audio: the resolution of what the
     #: gateway knows the caller heard.
     mark_interval_ms: int = 100
@@ -223,6 +228,7 @@ class Settings:
             vad_silence_ms=reader.integer("GATEWAY_VAD_SILENCE_MS", cls.vad_silence_ms, 100, 10000),
             interrupt_response=reader.boolean("GATEWAY_INTERRUPT_RESPONSE", cls.interrupt_response),
             transcription_model=reader.optional("GATEWAY_TRANSCRIPTION_MODEL") or cls.transcription_model,
+            model_compression=reader.choice("GATEWAY_MODEL_COMPRESSION", COMPRESSIONS, cls.model_compression),
             mark_interval_ms=reader.integer("GATEWAY_MARK_INTERVAL_MS", cls.mark_interval_ms, 20, 100),
             inbound_buffer_ms=reader.integer("GATEWAY_INBOUND_BUFFER_MS", cls.inbound_buffer_ms, 0, 60000),
             tool_approval=reader.choice("GATEWAY_TOOL_APPROVAL", APPROVAL_POLICIES, cls.tool_approval),

@@ -38,6 +38,7 @@ def test_every_problem_is_named_at_once() -> None:
                 "GATEWAY_AUDIO_MODE": "opus",
                 "GATEWAY_MARK_INTERVAL_MS": "500",
                 "GATEWAY_INTERRUPT_RESPONSE": "maybe",
+                "GATEWAY_MODEL_COMPRESSION": "gzip",
                 "GATEWAY_AGENT": "not a path",
                 "OPENAI_REALTIME_URL": "http://x",
             }
@@ -46,9 +47,10 @@ def test_every_problem_is_named_at_once() -> None:
     for name in (
         "PUBLIC_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "GATEWAY_AUDIO_MODE",
         "GATEWAY_MARK_INTERVAL_MS", "GATEWAY_INTERRUPT_RESPONSE", "GATEWAY_AGENT", "OPENAI_REALTIME_URL",
+        "GATEWAY_MODEL_COMPRESSION",
     ):
         assert name in text
-    assert len(info.value.problems) == 8
+    assert len(info.value.problems) == 9
 
 
 def test_api_key_required_only_for_the_real_model() -> None:

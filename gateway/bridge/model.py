@@ -19,7 +19,6 @@ from typing import Any
 
 from agents import RunContextWrapper
 from agents.realtime import (
-    OpenAIRealtimeWebSocketModel,
     RealtimeAgent,
     RealtimeModelEvent,
     RealtimeModelListener,
@@ -33,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from gateway.bridge.agents import CallInfo, guard_tools
 from gateway.bridge.playback import Playback
+from gateway.bridge.sdk import realtime_model
 from gateway.settings import Settings
 
 #: The gateway's own tools (gateway.tools): they keep their own timing (a goodbye heard, a
@@ -181,7 +181,7 @@ class ModelLink:
         guard_tools(agent, self.settings.tool_timeout_s, exempt=GATEWAY_TOOLS, log=self.log)
 
     async def _new_session(self) -> RealtimeSession:
-        model = OpenAIRealtimeWebSocketModel()
+        model = realtime_model(self.settings.model_compression)
         if self.on_speech_started is not None:
             model.add_listener(SpeechStartWatch(self.on_speech_started, self.clock))  # before the session's
         runner = RealtimeRunner(self.agent, model=model, config=RealtimeRunConfig(async_tool_calls=True))

@@ -1,4 +1,5 @@
-"""Keeping the Agents SDK's one-off costs off the event loop's hot path.
+"""Where the gateway adjusts the Agents SDK: its one-off costs kept off the event loop's hot
+path, and the model connection's compression made a setting.
 
 Two things in ``agents.realtime.openai_realtime`` (openai-agents 0.24) block the event loop
 long enough to delay every other call's audio:
@@ -13,14 +14,32 @@ long enough to delay every other call's audio:
 
 Called from the app's lifespan. If a future SDK changes these internals, ``prepare`` leaves it
 alone and logs that it did.
+
+``realtime_model(compression)`` is the model each session connects with. openai-agents 0.24 opens
+its WebSocket with ``websockets``' default, which offers permessage-deflate, and its public
+``TransportConfig`` has no compression option (``OpenAIRealtimeWebSocketModel``,
+agents/realtime/openai_realtime.py). With ``GATEWAY_MODEL_COMPRESSION=none`` the model is the
+SDK's own with one method overridden, the one that opens the connection, so that it offers no
+compression; everything else (the URL, the headers, the SDK's user agent, its 8 MiB message
+limit) is as the SDK's would be. If a future SDK opens its connection some other way, the
+gateway logs it and uses the SDK's model as it is (compression then is the SDK's).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
+import agents
+import websockets
+from agents.realtime import OpenAIRealtimeWebSocketModel
+
 log = logging.getLogger("gateway.sdk")
+#: The SDK's own limit on one incoming message (agents/realtime/openai_realtime.py).
+SDK_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: The User-Agent the SDK's connection sends.
+SDK_USER_AGENT = f"Agents/Python {agents.__version__}"
 _done = False
 #: The SDK's own conversion, as it was before ``prepare`` (for comparison in tests).
 original_conversion: Any = None
@@ -66,3 +85,43 @@ def prepare() -> None:
                 adapter.validate_python(data).model_dump_json(exclude_unset=True)
             except Exception as exc:  # warm-up must never stop the gateway from starting
                 log.debug("SDK warm-up of %s skipped: %s", data["type"], exc)
+
+
+def _overridable() -> bool:
+    """Whether the SDK still opens its connection in the method ``Uncompressed`` overrides,
+    with the arguments it expects."""
+    method = getattr(OpenAIRealtimeWebSocketModel, "_create_websocket_connection", None)
+    if method is None or not inspect.iscoroutinefunction(method):
+        return False
+    return list(inspect.signature(method).parameters) == ["self", "url", "headers", "transport_config"]
+
+
+class Uncompressed(OpenAIRealtimeWebSocketModel):
+    """The SDK's model, whose connection offers no permessage-deflate: every model message is
+    sent and read as it is, with no zlib on either side."""
+
+    async def _create_websocket_connection(self, url: str, headers: dict[str, str],
+                                           transport_config: Any = None) -> Any:
+        if transport_config:  # the gateway passes none; anything else is the SDK's to handle
+            return await super()._create_websocket_connection(url, headers, transport_config)
+        return await websockets.connect(url, user_agent_header=SDK_USER_AGENT, additional_headers=headers,
+                                        max_size=SDK_MAX_MESSAGE_BYTES, compression=None)
+
+
+_warned = False
+
+
+def realtime_model(compression: str) -> OpenAIRealtimeWebSocketModel:
+    """A new model for one session, its connection compressed (``deflate``: the SDK's own
+    behaviour) or not (``none``)."""
+    global _warned
+    if compression == "deflate":
+        return OpenAIRealtimeWebSocketModel()
+    if not _overridable():
+        if not _warned:
+            _warned = True
+            log.warning("openai-agents opens its model connection differently than 0.24 did: "
+                        "GATEWAY_MODEL_COMPRESSION=%s is not applied, the connection's compression is the SDK's",
+                        compression)
+        return OpenAIRealtimeWebSocketModel()
+    return Uncompressed()
