@@ -91,9 +91,9 @@ class Bench:
     def step(self, target: str, mode: str, calls: int, retries: int | None = None, **options: Any) -> dict[str, Any]:
         """Run a step (again if other work on the machine disturbed it) and summarise it: the
         least disturbed of its attempts."""
+        options.setdefault("model_compression", self.args.model_compression)
         step = Step(target, mode, calls=calls, rate=self.args.rate, hold=self.args.seconds,
-                    chunk_ms=self.args.chunk_ms, model_compression=self.args.model_compression,
-                    start_seed=start_seed(self.args), **options)
+                    chunk_ms=self.args.chunk_ms, start_seed=start_seed(self.args), **options)
         attempts: list[dict[str, Any]] = []
         retries = self.args.retries if retries is None else retries
         for attempt in range(retries + 1):
@@ -139,6 +139,21 @@ class Bench:
                 for key, env in OBSERVABILITY.items():
                     self.log(f"  {mode}, metrics/store/recording {key}:")
                     runs[f"{mode} {key}"].append(self.step("gateway", mode, calls, extra_env=env))
+        return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
+
+    def compression(self, modes: tuple[str, ...], calls: int, repeats: int) -> dict[str, dict[str, Any]]:
+        """The relay, the SDK relay with --sdk-relay, and the gateway in each mode, each with its
+        model connection compressed and not, in pairs run back to back (which goes first
+        alternates), ``repeats`` times; each configuration's least disturbed run."""
+        targets = [("relay", "g711_ulaw", "relay")] + [
+            t for mode in modes for t in ((("sdk-relay", mode, f"sdk-relay {mode}"),) if self.args.sdk_relay else ())
+            + (("gateway", mode, mode),)]
+        runs: dict[str, list[dict[str, Any]]] = {f"{name} {c}": [] for _, _, name in targets for c in COMPRESSIONS}
+        for repeat in range(repeats):
+            for target, mode, name in targets:
+                for c in COMPRESSIONS if repeat % 2 == 0 else COMPRESSIONS[::-1]:
+                    self.log(f"  {name}, model connection compression {c}:")
+                    runs[f"{name} {c}"].append(self.step(target, mode, calls, model_compression=c))
         return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
 
     def ramp(self, mode: str, calls: list[int] | None, known: dict[str, Any] | None = None,
@@ -377,6 +392,22 @@ def observability_table(modes: tuple[str, ...], runs: dict[str, dict[str, Any]],
             + "\n" + "\n".join(notes))
 
 
+def compression_table(runs: dict[str, dict[str, Any]], calls: int) -> str:
+    """CPU per call-second with the model connection uncompressed and compressed, for each
+    bridge: medians, and what deflate costs as the median of the back-to-back pairs' ratios."""
+    rows, notes = [], []
+    for name in dict.fromkeys(key.rsplit(" ", 1)[0] for key in runs):
+        none, deflate = (runs[f"{name} {c}"]["cpu_per_call_s_ms_runs"] for c in ("none", "deflate"))
+        cost = statistics.median(b / a - 1 for a, b in zip(none, deflate))
+        rows.append([name, fmt(statistics.median(none), 2), fmt(statistics.median(deflate), 2), f"{100 * cost:+.1f}%",
+                     f"{100 * max(runs[f'{name} {c}']['steal'] for c in COMPRESSIONS):.0f}%"])
+        notes.append(f"  {name}: none " + ", ".join(f"{x:.2f}" for x in none)
+                     + "; deflate " + ", ".join(f"{x:.2f}" for x in deflate))
+    return (f"\nthe model connection uncompressed and with permessage-deflate, {calls} calls "
+            "(CPU per call-second, ms; medians; cost: median of the pairs):\n"
+            + table(["", "none", "deflate", "deflate's cost", "steal"], rows) + "\n" + "\n".join(notes))
+
+
 def ramp_table(mode: str, rows: list[dict[str, Any]], name: str = "gateway") -> str:
     body = []
     for s in rows:
@@ -502,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--observability", type=int, metavar="CALLS",
                         help="the CPU cost of metrics, call store and recording: the gateway with them all on "
                              "beside the same with them off, at CALLS calls (--repeat times, interleaved)")
+    parser.add_argument("--compression-ab", type=int, metavar="CALLS",
+                        help="what permessage-deflate on the model connection costs: the relay, the gateway (and "
+                             "with --sdk-relay the SDK relay) with it and without, in pairs, at CALLS calls "
+                             "(--repeat times)")
     parser.add_argument("--chunk-ms", type=int, default=100, help="model audio per delta (default 100 ms)")
     parser.add_argument("--even-starts", action="store_true",
                         help="start calls evenly spaced (their frames then line up) instead of at random instants")
@@ -523,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.repeat = min(args.seconds, 8.0), 1
     calls = [int(c) for c in args.calls.split(",")] if args.calls else None
-    only_extra = (args.burst or args.profile or args.observability) and not (args.calls or args.quick)
+    only_extra = (args.burst or args.profile or args.observability or args.compression_ab) \
+        and not (args.calls or args.quick)
     bench = Bench(args)
     bench.log(f"results in {bench.out}")
     report: list[str] = []
@@ -567,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = bench.observability(modes, args.observability, args.repeat)
         report.append(observability_table(modes, runs, args.observability))
         saved["observability"] = {name: strip(s) for name, s in runs.items()}
+    if args.compression_ab:
+        bench.log(f"\nthe model connection with and without permessage-deflate, {args.compression_ab} calls:")
+        runs = bench.compression(modes, args.compression_ab, args.repeat)
+        report.append(compression_table(runs, args.compression_ab))
+        saved["compression"] = {name: strip(s) for name, s in runs.items()}
     if args.burst:
         bench.log("\nburst:")
         results = [bench.burst("gateway", mode) for mode in modes] + [bench.burst("relay", "g711_ulaw")]
