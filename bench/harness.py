@@ -207,8 +207,9 @@ class Step:
     gc_census: bool = False  # count the objects its collector tracks, by type, at the window's end (gc_census.txt)
     chunk_ms: int = 100  # model audio per delta
     # What the bridge's model connection offers (the gateway's GATEWAY_MODEL_COMPRESSION, the
-    # relays' --compression): "deflate" or "none". The model server takes up what is offered.
-    model_compression: str = "deflate"
+    # relays' --compression): "none" (the gateway's default) or "deflate". The model server
+    # takes up what is offered.
+    model_compression: str = "none"
     warmup_calls: int = 2
     # Barge-in calls (bench/bargein.py): this many calls set up at ``barge_in_rate`` a second
     # across the hold; the model server sends ``speech_started`` on each once it has streamed a

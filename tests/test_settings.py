@@ -21,6 +21,7 @@ def test_minimal_settings_and_defaults() -> None:
     assert s.audio_mode is AudioMode.PCM16
     assert s.turn_detection == "semantic_vad" and s.interrupt_response is True
     assert s.mark_interval_ms == 100 and s.insecure_skip_signature is False
+    assert s.model_compression == "none"  # deflate costs more CPU than the bandwidth it saves is worth
     assert "secret" not in repr(s) and "sk-test" not in repr(s)
 
 
