@@ -92,6 +92,8 @@ class Bench:
         """Run a step (again if other work on the machine disturbed it) and summarise it: the
         least disturbed of its attempts."""
         options.setdefault("model_compression", self.args.model_compression)
+        if target == "sdk-relay":  # how it converts PCM16 (sdk_relay.py)
+            options.setdefault("extra_env", {"SDK_RELAY_CONVERT": self.args.sdk_relay_convert})
         step = Step(target, mode, calls=calls, rate=self.args.rate, hold=self.args.seconds,
                     chunk_ms=self.args.chunk_ms, start_seed=start_seed(self.args), **options)
         attempts: list[dict[str, Any]] = []
@@ -546,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdk-relay", action="store_true",
                         help="the comparison also runs the bare relay on the Agents SDK (sdk_relay.py): the floor "
                              "of any bridge built on the SDK")
+    parser.add_argument("--sdk-relay-convert", choices=("ratecv", "polyphase"), default="ratecv",
+                        help="how the SDK relay converts PCM16: audioop.ratecv, the cheapest (default), or the "
+                             "gateway's own resampler and codec (its audio quality)")
     parser.add_argument("--budget", type=float, default=10.0, help="minutes the ramps may take in all (default 10)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the machine to be quiet")

@@ -16,6 +16,10 @@ In ``g711_ulaw`` (the default) the audio passes through. In ``pcm16`` the sessio
 24 kHz both ways, converted with the cheapest conversion there is, ``audioop.ratecv`` (linear
 interpolation, no anti-aliasing filter: audio quality the gateway's resampler exists to avoid),
 so the model side carries PCM16's larger messages: the floor of a PCM16 bridge on the SDK.
+With ``SDK_RELAY_CONVERT=polyphase`` in its environment (``load.py --sdk-relay-convert``) it
+converts with the gateway's own transcoders instead (``gateway.audio``: the polyphase resampler
+whose quality ``bench/audio.py`` measures): the floor of a PCM16 bridge on the SDK with the
+gateway's audio quality.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import relay  # noqa: E402
 from bench.relay import FRAME_BYTES, Relay  # noqa: E402
+from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder  # noqa: E402
 from gateway.audio.g711 import audioop, pcm16_to_ulaw, ulaw_to_pcm16  # noqa: E402
 from gateway.bridge.sdk import realtime_model  # noqa: E402
 
@@ -68,6 +74,17 @@ class Ratecv:
         return pcm16_to_ulaw(pcm)
 
 
+class Polyphase:
+    """PCM16 24 kHz both ways with the gateway's transcoders (its resampler, its codec)."""
+
+    def __init__(self) -> None:
+        self.inbound = InboundTranscoder(AudioMode.PCM16).convert
+        self.outbound = OutboundTranscoder(AudioMode.PCM16).convert
+
+
+CONVERSIONS = {"ratecv": Ratecv, "polyphase": Polyphase}
+
+
 class SdkRelay(Relay):
     def __init__(self, public_url: str, model_url: str, mode: str = "g711_ulaw", compression: str = "deflate") -> None:
         super().__init__(public_url, model_url, compression)
@@ -78,7 +95,7 @@ class SdkRelay(Relay):
         # The model the gateway connects with (its compression as GATEWAY_MODEL_COMPRESSION).
         session = await RealtimeRunner(agent, model=realtime_model(self.compression)).run(model_config={
             "url": self.model_url, "headers": {}, "initial_model_settings": model_settings(self.mode)})
-        convert = Ratecv() if self.mode == "pcm16" else Passthrough()
+        convert = CONVERSIONS[os.environ.get("SDK_RELAY_CONVERT", "ratecv")]() if self.mode == "pcm16" else Passthrough()
         async with session:
             await session.model.send_event(RealtimeModelSendRawMessage(message={"type": "response.create"}))
             back = asyncio.create_task(self._session_to_caller(session, ws, stream_sid, convert))

@@ -19,7 +19,7 @@ from gateway.audio import AudioMode
 TURN_DETECTION_TYPES = ("semantic_vad", "server_vad")
 EAGERNESS = ("low", "medium", "high", "auto")
 APPROVAL_POLICIES = ("approve", "reject")
-#: GATEWAY_MODEL_COMPRESSION (gateway.bridge.sdk.COMPRESSIONS, which imports the SDK).
+#: GATEWAY_MODEL_COMPRESSION: what the model connection offers (gateway.bridge.sdk.realtime_model).
 COMPRESSIONS = ("none", "deflate")
 
 DEFAULT_INSTRUCTIONS = (
