@@ -92,8 +92,9 @@ class Bench:
         """Run a step (again if other work on the machine disturbed it) and summarise it: the
         least disturbed of its attempts."""
         options.setdefault("model_compression", self.args.model_compression)
-        if target == "sdk-relay":  # how it converts PCM16 (sdk_relay.py)
-            options.setdefault("extra_env", {"SDK_RELAY_CONVERT": self.args.sdk_relay_convert})
+        if target == "sdk-relay":  # how it converts PCM16 (sdk_relay.py; "both": ratecv unless told)
+            convert = "ratecv" if self.args.sdk_relay_convert == "both" else self.args.sdk_relay_convert
+            options.setdefault("extra_env", {"SDK_RELAY_CONVERT": convert})
         step = Step(target, mode, calls=calls, rate=self.args.rate, hold=self.args.seconds,
                     chunk_ms=self.args.chunk_ms, start_seed=start_seed(self.args), **options)
         attempts: list[dict[str, Any]] = []
@@ -124,11 +125,17 @@ class Bench:
         runs: dict[str, list[dict[str, Any]]] = {"relay": [], **{m: [] for m in modes}}
         if self.args.sdk_relay:
             runs.update({f"sdk-relay {m}": [] for m in modes})
+        polyphase_too = self.args.sdk_relay and self.args.sdk_relay_convert == "both" and "pcm16" in modes
+        if polyphase_too:
+            runs[POLYPHASE_SDK_RELAY] = []
         for _ in range(repeats):
             runs["relay"].append(self.step("relay", "g711_ulaw", calls))
             for mode in modes:
                 if self.args.sdk_relay:
                     runs[f"sdk-relay {mode}"].append(self.step("sdk-relay", mode, calls))
+                if polyphase_too and mode == "pcm16":
+                    runs[POLYPHASE_SDK_RELAY].append(
+                        self.step("sdk-relay", mode, calls, extra_env={"SDK_RELAY_CONVERT": "polyphase"}))
                 runs[mode].append(self.step("gateway", mode, calls))
         return {name: analysis.least_disturbed(steps) for name, steps in runs.items()}
 
@@ -351,6 +358,10 @@ def comparison(mode: str, gw: dict[str, Any], relay: dict[str, Any], best: dict[
         f"\nCPU per call-second of every run, gateway / relay (ms){cpu_runs[1:]}" if cpu_runs else "")
 
 
+#: The comparison's name for the SDK relay converting PCM16 with the gateway's transcoders.
+POLYPHASE_SDK_RELAY = "sdk-relay pcm16 polyphase"
+
+
 def sdk_floor(modes: tuple[str, ...], compared: dict[str, dict[str, Any]]) -> str:
     """The relay, the relay on the Agents SDK (``sdk_relay.py``) and the gateway, CPU per
     call-second from the same comparison: what the SDK costs any bridge, and what the gateway
@@ -366,6 +377,10 @@ def sdk_floor(modes: tuple[str, ...], compared: dict[str, dict[str, Any]]) -> st
         sdk, gw = cpu(f"sdk-relay {mode}"), cpu(mode)
         rows.append([f"bare relay on the Agents SDK ({mode})", fmt(sdk[0], 2), fmt(sdk[1], 2),
                      f"{sdk[1] / relay[1]:.2f}x", ""])
+        if mode == "pcm16" and POLYPHASE_SDK_RELAY in compared:
+            poly = cpu(POLYPHASE_SDK_RELAY)
+            rows.append(["  the same with the gateway's transcoders", fmt(poly[0], 2), fmt(poly[1], 2),
+                         f"{poly[1] / relay[1]:.2f}x", f"{poly[1] / sdk[1]:.2f}x"])
         rows.append([f"gateway ({mode})", fmt(gw[0], 2), fmt(gw[1], 2), f"{gw[1] / relay[1]:.2f}x",
                      f"{gw[1] / sdk[1]:.2f}x"])
     n = compared["relay"]["calls"]
@@ -548,9 +563,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdk-relay", action="store_true",
                         help="the comparison also runs the bare relay on the Agents SDK (sdk_relay.py): the floor "
                              "of any bridge built on the SDK")
-    parser.add_argument("--sdk-relay-convert", choices=("ratecv", "polyphase"), default="ratecv",
+    parser.add_argument("--sdk-relay-convert", choices=("ratecv", "polyphase", "both"), default="ratecv",
                         help="how the SDK relay converts PCM16: audioop.ratecv, the cheapest (default), or the "
-                             "gateway's own resampler and codec (its audio quality)")
+                             "gateway's own resampler and codec (its audio quality); both: the comparison runs "
+                             "the SDK relay in PCM16 both ways")
     parser.add_argument("--budget", type=float, default=10.0, help="minutes the ramps may take in all (default 10)")
     parser.add_argument("--retries", type=int, default=1, help="reruns of a step other work disturbed (default 1)")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the machine to be quiet")
