@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import analysis  # noqa: E402
 from bench.harness import Step, pin_self_to_load_core, run_step  # noqa: E402
-from gateway.settings import COMPRESSIONS, Settings  # noqa: E402
 from bench.load import MODES, disturbance, fmt, one_line, start_seed, table, verdict  # noqa: E402
+from gateway.settings import COMPRESSIONS, Settings  # noqa: E402
 
 CLEAR_P99_TARGET_MS = 5.0
 ERROR_P99_TARGET_MS = 5.0

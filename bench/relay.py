@@ -42,7 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.serving import uvicorn_config  # noqa: E402
-from gateway.settings import COMPRESSIONS  # noqa: E402
+from gateway.settings import COMPRESSIONS, Settings  # noqa: E402
 
 FRAME_BYTES = 160
 #: The SDK's WebSocket options (agents/realtime/openai_realtime.py): library defaults, 8 MiB.
@@ -63,7 +63,7 @@ def session_update(call_sid: str) -> str:
 
 
 class Relay:
-    def __init__(self, public_url: str, model_url: str, compression: str = "deflate") -> None:
+    def __init__(self, public_url: str, model_url: str, compression: str = Settings.model_compression) -> None:
         self.stream_url = public_url.replace("http", "ws", 1).rstrip("/") + "/twilio/media"
         self.model_url = model_url
         #: What the model connection offers, as the gateway's GATEWAY_MODEL_COMPRESSION.
@@ -177,8 +177,9 @@ def main(relay_class: type[Relay] = Relay, modes: tuple[str, ...] = ()) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model-url", required=True)
-    parser.add_argument("--compression", choices=COMPRESSIONS, default="deflate",
-                        help="what the model connection offers (as GATEWAY_MODEL_COMPRESSION)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, default=Settings.model_compression,
+                        help="what the model connection offers, as GATEWAY_MODEL_COMPRESSION "
+                             f"(default {Settings.model_compression}, the gateway's)")
     if modes:
         parser.add_argument("--mode", choices=modes, default=modes[0])
     args = parser.parse_args()

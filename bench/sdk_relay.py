@@ -42,6 +42,7 @@ from bench.relay import FRAME_BYTES, Relay  # noqa: E402
 from gateway.audio import AudioMode, InboundTranscoder, OutboundTranscoder  # noqa: E402
 from gateway.audio.g711 import audioop, pcm16_to_ulaw, ulaw_to_pcm16  # noqa: E402
 from gateway.bridge.sdk import realtime_model  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 
 
 def model_settings(mode: str) -> dict:
@@ -86,7 +87,8 @@ CONVERSIONS = {"ratecv": Ratecv, "polyphase": Polyphase}
 
 
 class SdkRelay(Relay):
-    def __init__(self, public_url: str, model_url: str, mode: str = "g711_ulaw", compression: str = "deflate") -> None:
+    def __init__(self, public_url: str, model_url: str, mode: str = "g711_ulaw",
+                 compression: str = Settings.model_compression) -> None:
         super().__init__(public_url, model_url, compression)
         self.mode = mode
 

@@ -37,3 +37,23 @@ def test_two_calls_through_the_gateway_and_the_relay(tmp_path):
     text = load.comparison("pcm16", gateway, relay, None, ramp_ran=False)
     assert "CPU per call-second" in text and "bare relay" in text
     assert "nan" not in text
+
+
+def test_two_calls_through_the_sdk_relay_with_either_pcm16_conversion(tmp_path):
+    """The SDK relay (the floor of a bridge on the Agents SDK) in PCM16, converting with
+    ``audioop.ratecv`` and with the gateway's own transcoders (``--sdk-relay-convert``)."""
+    conversions = ("ratecv", "polyphase")
+
+    def run(convert: str) -> dict:
+        step = Step("sdk-relay", "pcm16", calls=2, rate=20.0, settle=0.5, hold=2.0, warmup_calls=0,
+                    extra_env={"SDK_RELAY_CONVERT": convert})
+        return analysis.summarise(run_step(step, tmp_path / convert, quiet=False))
+
+    with ThreadPoolExecutor(2) as pool:
+        summaries = dict(zip(conversions, pool.map(run, conversions)))
+
+    for convert, summary in summaries.items():
+        assert summary["failures"] == [], (convert, summary["failures"])
+        for direction in ("inbound", "outbound"):
+            assert summary[direction]["frames"] >= 50, (convert, direction, summary[direction])
+        assert summary["cpu_per_call_s_ms"] > 0
