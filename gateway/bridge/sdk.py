@@ -27,6 +27,7 @@ gateway logs it and uses the SDK's model as it is (compression then is the SDK's
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Any
@@ -87,13 +88,18 @@ def prepare() -> None:
                 log.debug("SDK warm-up of %s skipped: %s", data["type"], exc)
 
 
+@functools.cache
 def _overridable() -> bool:
     """Whether the SDK still opens its connection in the method ``Uncompressed`` overrides,
-    with the arguments it expects."""
+    with the arguments it expects. Decided once, at the first session that asks: if not, one
+    warning says the setting is not applied."""
     method = getattr(OpenAIRealtimeWebSocketModel, "_create_websocket_connection", None)
-    if method is None or not inspect.iscoroutinefunction(method):
-        return False
-    return list(inspect.signature(method).parameters) == ["self", "url", "headers", "transport_config"]
+    ok = inspect.iscoroutinefunction(method) and \
+        list(inspect.signature(method).parameters) == ["self", "url", "headers", "transport_config"]
+    if not ok:
+        log.warning("openai-agents opens its model connection differently than 0.24 did: "
+                    "GATEWAY_MODEL_COMPRESSION=none is not applied, the connection's compression is the SDK's")
+    return ok
 
 
 class Uncompressed(OpenAIRealtimeWebSocketModel):
@@ -108,20 +114,9 @@ class Uncompressed(OpenAIRealtimeWebSocketModel):
                                         max_size=SDK_MAX_MESSAGE_BYTES, compression=None)
 
 
-_warned = False
-
-
 def realtime_model(compression: str) -> OpenAIRealtimeWebSocketModel:
     """A new model for one session, its connection compressed (``deflate``: the SDK's own
     behaviour) or not (``none``)."""
-    global _warned
-    if compression == "deflate":
-        return OpenAIRealtimeWebSocketModel()
-    if not _overridable():
-        if not _warned:
-            _warned = True
-            log.warning("openai-agents opens its model connection differently than 0.24 did: "
-                        "GATEWAY_MODEL_COMPRESSION=%s is not applied, the connection's compression is the SDK's",
-                        compression)
-        return OpenAIRealtimeWebSocketModel()
-    return Uncompressed()
+    if compression == "none" and _overridable():
+        return Uncompressed()
+    return OpenAIRealtimeWebSocketModel()

@@ -8,17 +8,13 @@ import asyncio
 import logging
 
 import pytest
-from agents.realtime import RealtimeAgent
 from agents.realtime import openai_realtime as sdk
 from agents.realtime.model_inputs import RealtimeModelSendRawMessage
 
-from gateway.audio import OutboundTranscoder
 from gateway.bridge import sdk as prepared
-from gateway.bridge.agents import CallInfo
-from gateway.bridge.model import ModelLink, PlaybackTracker
-from gateway.bridge.playback import Playback
 from gateway.testing.realtime import RealtimeServer
 from tests.bridge.test_call import settings
+from tests.bridge.test_model import model_link
 
 MESSAGES = [
     {"type": "response.create", "other_data": {"response": {"instructions": "Greet the caller."}}},
@@ -48,11 +44,7 @@ async def test_the_model_connection_offers_compression_only_when_set(setting, of
     """GATEWAY_MODEL_COMPRESSION: the session's connection offers permessage-deflate (the SDK's
     default) or nothing; the rest of its handshake is the SDK's, and audio flows either way."""
     async with RealtimeServer([]) as server:
-        config = settings(OPENAI_REALTIME_URL=server.url, GATEWAY_MODEL_COMPRESSION=setting)
-        info = CallInfo(call_sid="CA1", stream_sid="MZ1", account_sid="AC1", from_="", to="", parameters={})
-        link = ModelLink(config, info, PlaybackTracker(Playback(OutboundTranscoder(config.audio_mode))),
-                         logging.LoggerAdapter(logging.getLogger("test"), {}))
-        link.use(RealtimeAgent(name="Agent"))
+        link = model_link(settings(OPENAI_REALTIME_URL=server.url, GATEWAY_MODEL_COMPRESSION=setting))
         assert await link.start(lambda: True)
         conn = await server.wait_for_connection()
         assert await link.send_audio(b"\x55" * 160)
@@ -74,9 +66,12 @@ def test_an_sdk_that_opens_its_connection_otherwise_keeps_its_own_compression(mo
 
     assert isinstance(prepared.realtime_model("none"), prepared.Uncompressed)
     monkeypatch.setattr(sdk.OpenAIRealtimeWebSocketModel, "_create_websocket_connection", changed)
-    monkeypatch.setattr(prepared, "_warned", False)
-    with caplog.at_level(logging.WARNING, logger="gateway.sdk"):
-        models = [prepared.realtime_model("none"), prepared.realtime_model("none")]
+    prepared._overridable.cache_clear()  # decided once per process: as if this SDK were installed
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.sdk"):
+            models = [prepared.realtime_model("none"), prepared.realtime_model("none")]
+    finally:
+        prepared._overridable.cache_clear()  # the next test decides again, with the real SDK
     assert [type(m) for m in models] == [sdk.OpenAIRealtimeWebSocketModel] * 2
     assert [r.getMessage() for r in caplog.records if "GATEWAY_MODEL_COMPRESSION" in r.getMessage()] == [
         "openai-agents opens its model connection differently than 0.24 did: GATEWAY_MODEL_COMPRESSION=none "
