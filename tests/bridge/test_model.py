@@ -12,7 +12,17 @@ from gateway.bridge.agents import CallInfo
 from gateway.bridge.model import ModelLink, PlaybackTracker
 from gateway.bridge.playback import Playback
 from gateway.testing.realtime import RealtimeServer, Reply
+from gateway.settings import Settings
 from tests.bridge.test_call import settings
+
+
+def model_link(config: Settings, tracker: type[PlaybackTracker] = PlaybackTracker) -> ModelLink:
+    """A call's model edge with the built-in agent, not yet connected."""
+    info = CallInfo(call_sid="CA1", stream_sid="MZ1", account_sid="AC1", from_="", to="", parameters={})
+    link = ModelLink(config, info, tracker(Playback(OutboundTranscoder(config.audio_mode))),
+                     logging.LoggerAdapter(logging.getLogger("test"), {}))
+    link.use(RealtimeAgent(name="Agent"))
+    return link
 
 
 async def test_audio_for_a_session_whose_socket_is_gone_is_reported_not_raised() -> None:
@@ -20,11 +30,7 @@ async def test_audio_for_a_session_whose_socket_is_gone_is_reported_not_raised()
     (agents/realtime/openai_realtime.py); a caller frame in flight then must be kept for the
     next session, not kill the Twilio reader (a CI run saw exactly that)."""
     async with RealtimeServer([]) as server:
-        config = settings(OPENAI_REALTIME_URL=server.url)
-        info = CallInfo(call_sid="CA1", stream_sid="MZ1", account_sid="AC1", from_="", to="", parameters={})
-        tracker = PlaybackTracker(Playback(OutboundTranscoder(config.audio_mode)))
-        link = ModelLink(config, info, tracker, logging.LoggerAdapter(logging.getLogger("test"), {}))
-        link.use(RealtimeAgent(name="Agent"))
+        link = model_link(settings(OPENAI_REALTIME_URL=server.url))
         assert await link.start(lambda: True)
         assert await link.send_audio(b"\xff" * 160) and not link.broken
         await link.session.model.close()  # what the SDK does with a failed connection
@@ -47,11 +53,7 @@ async def test_speech_started_reaches_the_gateway_before_the_sdk_acts_on_it() ->
         order.append("gateway handed speech_started")
 
     async with RealtimeServer([Reply("Hello there, how can I help?", duration_ms=3000)], pace=1.0) as server:
-        config = settings(OPENAI_REALTIME_URL=server.url)
-        info = CallInfo(call_sid="CA1", stream_sid="MZ1", account_sid="AC1", from_="", to="", parameters={})
-        link = ModelLink(config, info, Tracker(Playback(OutboundTranscoder(config.audio_mode))),
-                         logging.LoggerAdapter(logging.getLogger("test"), {}))
-        link.use(RealtimeAgent(name="Agent"))
+        link = model_link(settings(OPENAI_REALTIME_URL=server.url), Tracker)
         link.on_speech_started = speech_started
         assert await link.start(lambda: True)
         await link.ask("Greet the caller.")
