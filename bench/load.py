@@ -388,6 +388,12 @@ def sdk_floor(modes: tuple[str, ...], compared: dict[str, dict[str, Any]]) -> st
             + table(["", "least disturbed", "median", "vs relay", "vs SDK relay, same mode"], rows))
 
 
+def median_change(before: list[float], after: list[float]) -> float:
+    """The median of the pairs' relative changes (run k of ``after`` against run k of
+    ``before``): robust to a slow spell that moves one pair."""
+    return statistics.median(b / a - 1 for a, b in zip(before, after))
+
+
 def observability_table(modes: tuple[str, ...], runs: dict[str, dict[str, Any]], calls: int) -> str:
     """Metrics, store and recording: CPU per call-second with them off and on, side by side.
     Runs of one configuration differ by a few per cent from one step to the next (the machine,
@@ -397,7 +403,7 @@ def observability_table(modes: tuple[str, ...], runs: dict[str, dict[str, Any]],
     for mode in modes:
         off, on = runs[f"{mode} off"], runs[f"{mode} on"]
         offs, ons = off["cpu_per_call_s_ms_runs"], on["cpu_per_call_s_ms_runs"]
-        cost = statistics.median(b / a - 1 for a, b in zip(offs, ons))
+        cost = median_change(offs, ons)
         rows.append([mode, fmt(statistics.median(offs), 3), fmt(statistics.median(ons), 3), f"{100 * cost:+.1f}%",
                      f"< {100 * OBSERVABILITY_TARGET:.0f}%", verdict(cost < OBSERVABILITY_TARGET),
                      f"{100 * off['steal']:.0f}% / {100 * on['steal']:.0f}%",
@@ -415,7 +421,7 @@ def compression_table(runs: dict[str, dict[str, Any]], calls: int) -> str:
     rows, notes = [], []
     for name in dict.fromkeys(key.rsplit(" ", 1)[0] for key in runs):
         none, deflate = (runs[f"{name} {c}"]["cpu_per_call_s_ms_runs"] for c in ("none", "deflate"))
-        cost = statistics.median(b / a - 1 for a, b in zip(none, deflate))
+        cost = median_change(none, deflate)
         rows.append([name, fmt(statistics.median(none), 2), fmt(statistics.median(deflate), 2), f"{100 * cost:+.1f}%",
                      f"{100 * max(runs[f'{name} {c}']['steal'] for c in COMPRESSIONS):.0f}%"])
         notes.append(f"  {name}: none " + ", ".join(f"{x:.2f}" for x in none)

@@ -31,8 +31,13 @@ from websockets.frames import OP_TEXT, Frame  # noqa: E402
 from gateway.audio.g711 import ulaw_to_pcm16  # noqa: E402
 from gateway.audio.resample import Resampler  # noqa: E402
 
-#: One frame of the connection's payload per message: (bytes as sent, bytes deflated).
+#: A stream's bytes on the connection: (as sent uncompressed, deflated).
 Sizes = tuple[int, int]
+
+
+def chunks(audio: bytes, size: int) -> list[bytes]:
+    """Every whole ``size`` bytes of ``audio``: one message's audio each."""
+    return [audio[i:i + size] for i in range(0, len(audio) - size + 1, size)]
 
 
 def append(audio: bytes) -> str:
@@ -49,8 +54,8 @@ def stream(audio: bytes, chunk: int, event) -> Sizes:  # noqa: ANN001
     """Every whole ``chunk`` of ``audio`` as one message of one connection."""
     deflate = extension()
     raw = packed = 0
-    for i in range(0, len(audio) - chunk + 1, chunk):
-        text = event(audio[i:i + chunk]).encode()
+    for piece in chunks(audio, chunk):
+        text = event(piece).encode()
         raw += len(text)
         packed += len(deflate.encode(Frame(OP_TEXT, text)).data)
     return raw, packed
@@ -64,10 +69,9 @@ def extension() -> PerMessageDeflate:
 def gateway_cpu_us(up: bytes, up_chunk: int, down: bytes, down_chunk: int, seconds: float) -> float:
     """Microseconds of CPU per call-second the gateway's side of deflate takes: its appends
     compressed, the server's deltas (compressed by a server context) decompressed."""
-    sent = [Frame(OP_TEXT, append(up[i:i + up_chunk]).encode()) for i in range(0, len(up) - up_chunk + 1, up_chunk)]
+    sent = [Frame(OP_TEXT, append(piece).encode()) for piece in chunks(up, up_chunk)]
     server = extension()
-    received = [server.encode(Frame(OP_TEXT, delta(down[i:i + down_chunk]).encode()))
-                for i in range(0, len(down) - down_chunk + 1, down_chunk)]
+    received = [server.encode(Frame(OP_TEXT, delta(piece).encode())) for piece in chunks(down, down_chunk)]
     best = float("inf")
     for _ in range(5):
         ours = extension()
