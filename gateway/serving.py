@@ -32,17 +32,20 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.protocols.utils import ClientDisconnected
+from websockets.exceptions import InvalidState
 from websockets.frames import CloseCode
 
 from gateway.ratelog import peer_tag
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
-    from uvicorn._types import ASGIReceiveEvent
+    from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+    from websockets.http11 import Request
 
     from gateway.app import Gateway
 
-__all__ = ["DrainingServer", "MediaStreamProtocol", "freeze_startup_heap", "uvicorn_config"]
+__all__ = ["ARRIVED", "SEND_TEXTS", "DrainingServer", "MediaStreamProtocol", "freeze_startup_heap", "uvicorn_config"]
 
 log = logging.getLogger("gateway.serving")
 
@@ -64,6 +67,10 @@ def freeze_startup_heap() -> None:
 #: The key of a received message's arrival time (``time.monotonic()``), an extension of the ASGI
 #: message that Starlette passes through untouched.
 ARRIVED = "gateway.arrived"
+#: An ASGI extension (in ``scope["extensions"]`` when the server has it): a ``websocket.send``
+#: message whose ``SEND_TEXTS`` key holds several text messages, framed in order and written
+#: to the socket at once.
+SEND_TEXTS = "gateway.send_texts"
 
 
 class MediaStreamProtocol(WebSocketsSansIOProtocol):
@@ -88,6 +95,14 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
     WARNING naming the peer, limited per peer like every line naming one (``gateway.ratelog``).
     The application sees a ``websocket.disconnect`` with code 1007.
 
+    Several messages in one write: a model audio delta becomes several 20 ms ``media`` frames
+    and a ``mark``, sent back to back. uvicorn writes each ASGI message to the socket by
+    itself, a ``send`` system call each, about a tenth of the gateway's CPU under load
+    (py-spy, ``bench/load.py``). A ``websocket.send`` that carries ``SEND_TEXTS`` (a list of
+    strings) frames them all and writes them in one call; the scope's ``extensions`` name the
+    key, so that the application knows the server has it. Flow control and a closed
+    connection are handled as for one message.
+
     Each connection's own log records (uvicorn's handshake line, ``websockets``' "connection
     open") carry the peer too, so that they are limited per peer as well.
 
@@ -110,6 +125,27 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
         peer = peer_tag(self.client)
         self.logger = _PeerLogger(self.logger, {"peer": peer})  # type: ignore[assignment]
         self.conn.logger = logging.LoggerAdapter(self.conn.logger, {"peer": peer})
+
+    def handle_connect(self, event: Request) -> None:  # the handshake: the scope is built here
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][SEND_TEXTS] = {}
+
+    async def send(self, message: ASGISendEvent) -> None:
+        texts = message.get(SEND_TEXTS)
+        if texts is None or not self.handshake_complete or self.close_sent:
+            await super().send(message)  # uvicorn's own (a batch after the close: its error)
+            return
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        try:
+            for text in texts:
+                self.conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn's own (uvicorn.protocols.websockets.websockets_sansio_impl), but for the

@@ -17,10 +17,10 @@ import uvicorn
 import websockets
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.ratelog import LogLimiter, PeerLogFilter
-from gateway.serving import ARRIVED, MediaStreamProtocol, uvicorn_config
+from gateway.serving import ARRIVED, SEND_TEXTS, MediaStreamProtocol, uvicorn_config
 
 
 class CountingProtocol(MediaStreamProtocol):
@@ -147,6 +147,73 @@ async def test_each_message_carries_when_it_came_off_the_socket_not_when_the_app
         assert await asyncio.wait_for(ws.recv(), 5) == "hello"
     ((arrived, got),) = seen
     assert sent <= arrived < released <= got
+
+
+class WriteCounting(MediaStreamProtocol):
+    """Keeps what each write to the socket carried."""
+
+    instances: list[WriteCounting] = []
+
+    def connection_made(self, transport) -> None:  # noqa: ANN001 - asyncio's signature
+        super().connection_made(transport)
+        self.writes: list[bytes] = []
+        write = transport.write
+
+        def counted(data: bytes) -> None:
+            self.writes.append(bytes(data))
+            write(data)
+
+        transport.write = counted
+        WriteCounting.instances.append(self)
+
+
+async def test_several_messages_sent_at_once_go_out_in_order_in_one_write() -> None:
+    """``SEND_TEXTS``: a model delta's frames and its mark cost one system call, not one each;
+    the peer reads them as the separate messages they are, in order."""
+    extensions = []
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        extensions.append(set(ws.scope["extensions"]))
+        await ws.send({"type": "websocket.send", SEND_TEXTS: ["media 1", "media 2", "mark"]})
+        await ws.send_text("alone")
+        await ws.receive_text()  # the peer has read them all
+
+    async with serving(endpoint, ws=WriteCounting, log_level="warning") as url, \
+            websockets.connect(url, compression=None) as ws:
+        got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(4)]
+        await ws.send("done")
+    assert got == ["media 1", "media 2", "mark", "alone"]
+    writes = WriteCounting.instances[-1].writes
+    carrying = [[m for m in (b"media 1", b"media 2", b"mark", b"alone") if m in w] for w in writes]
+    assert [c for c in carrying if c] == [[b"media 1", b"media 2", b"mark"], [b"alone"]]  # the three in one write
+    assert SEND_TEXTS in extensions[0]  # the server says it can, for the application to see
+
+
+async def test_several_messages_for_a_closed_socket_raise_as_one_would() -> None:
+    """After the peer has gone, a batch is refused the way uvicorn refuses one message: the
+    application sees a disconnect, not a silent loss."""
+    outcome: list[str] = []
+    gone = asyncio.Event()
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        await gone.wait()
+        await asyncio.sleep(0.1)  # the server has seen the close
+        try:
+            await ws.send({"type": "websocket.send", SEND_TEXTS: ["a", "b"]})
+            outcome.append("sent")
+        except WebSocketDisconnect:
+            outcome.append("disconnected")
+
+    async with serving(endpoint, log_level="warning") as url:
+        async with websockets.connect(url, compression=None):
+            pass
+        gone.set()
+        async with asyncio.timeout(5):
+            while not outcome:
+                await asyncio.sleep(0.01)
+    assert outcome == ["disconnected"]
 
 
 def test_the_startup_heap_is_frozen_so_full_collections_walk_only_newer_objects() -> None:

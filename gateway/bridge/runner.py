@@ -318,17 +318,28 @@ class CallRunner:
             call.rearm = False
             self._wake.set()
         recording = self.recording
-        for action in actions:
+        i, count = 0, len(actions)
+        while i < count:
+            action = actions[i]
+            i += 1
             kind = type(action)
-            if kind is SendAudio:
+            if kind in _TWILIO:
+                # What follows for Twilio goes with it: one write for a delta's frames and mark.
+                end = i
+                while end < count and type(actions[end]) in _TWILIO:
+                    end += 1
+                batch = actions[i - 1 : end]
+                i = end
+                if recording is not None:
+                    now = self.clock()
+                    for sent in batch:
+                        recording.sent(sent, now)
+                await self.socket.send(batch)
+            elif kind is SendAudio:
                 if not await self.model.send_audio(action.audio):
                     # The model's socket failed: keep the audio for the reconnected session
                     # (the session reader sees the failure and reconnects, or ends the call).
                     call.audio_not_sent(action.audio, self.clock())
-            elif kind in _TWILIO:
-                if recording is not None:
-                    recording.sent(action, self.clock())
-                await self.socket.send(action)
             elif kind is Reply:
                 self.control.answer(action.waiter, action.value)
             elif kind is TellModel:
