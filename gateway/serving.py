@@ -126,11 +126,35 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
         self.logger = _PeerLogger(self.logger, {"peer": peer})  # type: ignore[assignment]
         self.conn.logger = logging.LoggerAdapter(self.conn.logger, {"peer": peer})
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The scope's extension names this protocol's method: a reference cycle, which only
+        # the collector's full collections would free (they stop every call).
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(SEND_TEXTS, None)
+
     def handle_connect(self, event: Request) -> None:  # the handshake: the scope is built here
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][SEND_TEXTS] = {}
+            scope["extensions"][SEND_TEXTS] = {"write_now": self.write_now}
+
+    def write_now(self, texts: list[str]) -> bool:
+        """Frame ``texts`` and write them to the socket now, without waiting: False (and
+        nothing written) if the connection is not open or its writes are paused, so that
+        nothing an application's ``send`` is waiting to write could come after them. An empty
+        list asks whether they could be."""
+        if not self.handshake_complete or self.close_sent or self.disconnected or not self.writable.is_set():
+            return False
+        if texts:
+            try:
+                for text in texts:
+                    self.conn.send_text(text.encode())
+            except InvalidState:
+                return False
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     async def send(self, message: ASGISendEvent) -> None:
         texts = message.get(SEND_TEXTS)

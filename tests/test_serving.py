@@ -216,6 +216,38 @@ async def test_several_messages_for_a_closed_socket_raise_as_one_would() -> None
     assert outcome == ["disconnected"]
 
 
+async def test_messages_written_now_go_out_at_once_unless_writes_wait() -> None:
+    """The extension's ``write_now`` (a barge-in's ``clear``, from the model connection's read):
+    written in the same event-loop step, or refused, never queued behind anything. Refused
+    while the socket's writes are paused (a message the application is waiting to send would
+    otherwise come after it) and once the connection has closed."""
+    results: list[object] = []
+    closed = asyncio.Event()
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        write_now = ws.scope["extensions"][SEND_TEXTS]["write_now"]
+        protocol = WriteCounting.instances[-1]
+        results.append(write_now(["clear"]))
+        protocol.pause_writing()  # the peer is not reading: the transport's buffer is full
+        results.append(write_now([]))
+        protocol.resume_writing()
+        results.append(write_now([]))
+        await closed.wait()
+        await asyncio.sleep(0.1)  # the server has seen the close
+        results.append(write_now(["late"]))
+
+    async with serving(endpoint, ws=WriteCounting, log_level="warning") as url:
+        async with websockets.connect(url, compression=None) as ws:
+            assert await asyncio.wait_for(ws.recv(), 5) == "clear"
+        closed.set()
+        async with asyncio.timeout(5):
+            while len(results) < 4:
+                await asyncio.sleep(0.01)
+    assert results == [True, False, True, False]
+    assert not any(b"late" in w for w in WriteCounting.instances[-1].writes)
+
+
 def test_the_startup_heap_is_frozen_so_full_collections_walk_only_newer_objects() -> None:
     import gc
 

@@ -30,7 +30,10 @@ class TwilioSocket:
         self._stamped = clock is time.monotonic
         # The server can write several messages at once (MediaStreamProtocol): a model delta's
         # frames and its mark then cost one system call, not one each.
-        self._batches = SEND_TEXTS in websocket.scope.get("extensions", {})
+        extension = websocket.scope.get("extensions", {}).get(SEND_TEXTS)
+        self._batches = extension is not None
+        #: Writes texts to the socket at once, if it is taking writes; None if the server cannot.
+        self._write_now: Callable[[list[str]], bool] | None = (extension or {}).get("write_now")
 
     @property
     def peer(self) -> str:
@@ -61,6 +64,16 @@ class TwilioSocket:
             return
         for text in texts:
             await self.websocket.send_text(text)
+
+    def writable(self) -> bool:
+        """Whether ``send_now`` can write at once: the server can, and the socket is open and
+        taking writes (nothing waits to be written ahead of what it sends)."""
+        return self._write_now is not None and self._write_now([])
+
+    def send_now(self, actions: list[Action]) -> bool:
+        """Write these messages to the socket now, in this event-loop step (``writable``); False
+        if they were not."""
+        return self._write_now is not None and self._write_now([self._text(action) for action in actions])
 
     def _text(self, action: Action) -> str:
         kind = type(action)

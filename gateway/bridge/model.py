@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from gateway.bridge.agents import CallInfo, guard_tools
 from gateway.bridge.playback import Playback
-from gateway.bridge.sdk import realtime_model
+from gateway.bridge.sdk import SPEECH_STARTED, realtime_model
 from gateway.settings import Settings
 
 #: The gateway's own tools (gateway.tools): they keep their own timing (a goodbye heard, a
@@ -83,22 +83,38 @@ class PlaybackTracker(RealtimePlaybackTracker):
 
 
 class SpeechStartWatch(RealtimeModelListener):
-    """The earliest point at which the gateway can know that the caller started speaking:
-    a listener on the session's model, added before the session's own. The SDK hands every
-    server message, as decoded JSON, to its model's listeners, in the order they were added,
-    before it validates the message or acts on it (``OpenAIRealtimeWebSocketModel._handle_ws_event`` emits a
-    ``RealtimeModelRawServerEvent`` first; agents/realtime/openai_realtime.py). So ``handle``
-    runs, and is awaited, before the SDK reads the playback tracker and sends its truncate, and
-    before anything the session has queued for the call's reader."""
+    """Where the gateway learns that the caller started speaking, as early as it can.
 
-    def __init__(self, handle: Callable[[float], Awaitable[None]], clock: Callable[[], float]) -> None:
+    First, as the message comes off the socket: the model's connection (``ModelConnection``,
+    gateway/bridge/sdk.py) calls ``arrived`` in the same event-loop step that read it, and
+    ``heard`` acts on it there (the ``clear`` is written at once) if it can.
+
+    Otherwise, and always for the record, as a listener on the session's model, added before
+    the session's own. The SDK hands every server message, as decoded JSON, to its model's
+    listeners, in the order they were added, before it validates the message or acts on it
+    (``OpenAIRealtimeWebSocketModel._handle_ws_event`` emits a ``RealtimeModelRawServerEvent``
+    first; agents/realtime/openai_realtime.py). So ``handle`` runs, and is awaited, before the
+    SDK reads the playback tracker and sends its truncate, and before anything the session has
+    queued for the call's reader. A message ``heard`` already acted on is not acted on again."""
+
+    def __init__(self, handle: Callable[[float], Awaitable[None]], clock: Callable[[], float],
+                 heard: Callable[[float], bool] | None = None) -> None:
         self._handle = handle
         self._clock = clock
+        self._heard = heard
+        self._done = 0  # speech_started messages acted on as they arrived, not yet seen here
+
+    def arrived(self) -> None:
+        if self._heard is not None and self._heard(self._clock()):
+            self._done += 1
 
     async def on_event(self, event: RealtimeModelEvent) -> None:
         if event.type == "raw_server_event":
             data = event.data
-            if type(data) is dict and data.get("type") == "input_audio_buffer.speech_started":
+            if type(data) is dict and data.get("type") == SPEECH_STARTED:
+                if self._done:
+                    self._done -= 1
+                    return
                 await self._handle(self._clock())
 
 
@@ -172,6 +188,9 @@ class ModelLink:
         #: Called with the time a ``speech_started`` arrived, before the SDK handles it
         #: (``SpeechStartWatch``); None: nobody.
         self.on_speech_started: Callable[[float], Awaitable[None]] | None = None
+        #: Called in the event-loop step that read a ``speech_started`` off the socket, with
+        #: when; True if it acted on it (then ``on_speech_started`` is not called for it).
+        self.on_speech_heard: Callable[[float], bool] | None = None
 
     # --- Connecting -------------------------------------------------------------------------------
 
@@ -181,9 +200,12 @@ class ModelLink:
         guard_tools(agent, self.settings.tool_timeout_s, exempt=GATEWAY_TOOLS, log=self.log)
 
     async def _new_session(self) -> RealtimeSession:
-        model = realtime_model(self.settings.model_compression)
+        watch = None
         if self.on_speech_started is not None:
-            model.add_listener(SpeechStartWatch(self.on_speech_started, self.clock))  # before the session's
+            watch = SpeechStartWatch(self.on_speech_started, self.clock, self.on_speech_heard)
+        model = realtime_model(self.settings.model_compression, watch.arrived if watch is not None else None)
+        if watch is not None:
+            model.add_listener(watch)  # before the session's
         runner = RealtimeRunner(self.agent, model=model, config=RealtimeRunConfig(async_tool_calls=True))
         return await runner.run(context=self.info, model_config=model_config(self.settings, self.tracker, self.info))
 
@@ -270,7 +292,7 @@ class ModelLink:
         holds this link, the hook is the runner's method) for the garbage collector, whose full
         collections stop every call of the process."""
         session, self.session = self.session, None
-        self.on_speech_started = None
+        self.on_speech_started = self.on_speech_heard = None
         if session is not None:
             await session.close()
 

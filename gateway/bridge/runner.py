@@ -141,6 +141,7 @@ class CallRunner:
             self.model = ModelLink(self.settings, self.info, self.tracker, call.log, self.clock)
             self.model.use(agent)
             self.model.on_speech_started = self._speech_started
+            self.model.on_speech_heard = self._speech_heard
             twilio_task = asyncio.create_task(self._read_twilio(), name=f"twilio-{self.call_sid}")
             try:
                 await self._converse(twilio_task)
@@ -281,6 +282,29 @@ class CallRunner:
             await self.execute(self.call.speech_started(received, self.clock()))
         except Exception:
             self.log.exception("could not clear playback as the caller started speaking")
+
+    def _speech_heard(self, received: float) -> bool:
+        """The model's ``speech_started``, in the event-loop step that read it off the socket
+        (``ModelConnection``): a barge-in's ``clear`` is written to Twilio here and now, a whole
+        pass of the loop before the SDK's reader could send it. False if it cannot be written
+        at once (Twilio's socket is not taking writes): the SDK's reader acts on it as usual.
+        Nothing raised here may reach the model's connection."""
+        if not self.socket.writable():
+            return False
+        try:
+            actions = self.call.speech_started(received, self.clock())
+            twilio = [action for action in actions if type(action) in _TWILIO]
+            if self.recording is not None:
+                now = self.clock()
+                for action in twilio:
+                    self.recording.sent(action, now)
+            self.socket.send_now(twilio)
+            rest = [action for action in actions if type(action) not in _TWILIO]
+            if rest:
+                self._spawn(self.execute(rest), "barge-in")
+        except Exception:
+            self.log.exception("could not clear playback as the caller started speaking")
+        return True
 
     async def _session_event(self, event: Any) -> None:
         if self.log.isEnabledFor(logging.DEBUG):  # every event, with the call SID

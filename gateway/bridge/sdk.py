@@ -15,26 +15,37 @@ long enough to delay every other call's audio:
 Called from the app's lifespan. If a future SDK changes these internals, ``prepare`` leaves it
 alone and logs that it did.
 
-``realtime_model(compression)`` is the model each session connects with. openai-agents 0.24 opens
-its WebSocket with ``websockets``' default, which offers permessage-deflate, and its public
-``TransportConfig`` has no compression option (``OpenAIRealtimeWebSocketModel``,
-agents/realtime/openai_realtime.py). With ``GATEWAY_MODEL_COMPRESSION=none`` the model is the
-SDK's own with one method overridden, the one that opens the connection, so that it offers no
-compression; everything else (the URL, the headers, the SDK's user agent, its 8 MiB message
-limit) is as the SDK's would be. If a future SDK opens its connection some other way, the
-gateway logs it and uses the SDK's model as it is (compression then is the SDK's).
+``realtime_model(compression, on_speech_started)`` is the model each session connects with:
+the SDK's own, with one method overridden, the one that opens the connection
+(``OpenAIRealtimeWebSocketModel._create_websocket_connection``, agents/realtime/openai_realtime.py).
+Two things depend on it:
+
+- Compression: openai-agents 0.24 opens its WebSocket with ``websockets``' default, which offers
+  permessage-deflate, and its public ``TransportConfig`` has no compression option. The gateway
+  offers it or not (``GATEWAY_MODEL_COMPRESSION``); everything else (the URL, the headers, the
+  SDK's user agent, its 8 MiB message limit) is as the SDK's would be.
+- The earliest word of a barge-in: the connection is a ``ModelConnection``, which calls
+  ``on_speech_started`` in the event-loop step that reads a ``speech_started`` off the socket,
+  a pass of the loop before the SDK's reader task sees it.
+
+If a future SDK opens its connection some other way, the gateway logs it once and uses the
+SDK's model as it is: deflate, and a barge-in's ``clear`` sent from the SDK's reader.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import agents
 import websockets
 from agents.realtime import OpenAIRealtimeWebSocketModel
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
 
 log = logging.getLogger("gateway.sdk")
 #: The SDK's own limit on one incoming message (agents/realtime/openai_realtime.py).
@@ -90,33 +101,83 @@ def prepare() -> None:
 
 @functools.cache
 def _overridable() -> bool:
-    """Whether the SDK still opens its connection in the method ``Uncompressed`` overrides,
+    """Whether the SDK still opens its connection in the method ``GatewayModel`` overrides,
     with the arguments it expects. Decided once, at the first session that asks: if not, one
-    warning says the setting is not applied."""
+    warning says what is not applied."""
     method = getattr(OpenAIRealtimeWebSocketModel, "_create_websocket_connection", None)
     ok = inspect.iscoroutinefunction(method) and \
         list(inspect.signature(method).parameters) == ["self", "url", "headers", "transport_config"]
     if not ok:
-        log.warning("openai-agents opens its model connection differently than 0.24 did: "
-                    "GATEWAY_MODEL_COMPRESSION=none is not applied, the connection's compression is the SDK's")
+        log.warning("openai-agents opens its model connection differently than 0.24 did: the connection is the "
+                    "SDK's own (GATEWAY_MODEL_COMPRESSION is not applied, and a barge-in's clear waits for the "
+                    "SDK's reader)")
     return ok
 
 
-class Uncompressed(OpenAIRealtimeWebSocketModel):
-    """The SDK's model, whose connection offers no permessage-deflate: every model message is
-    sent and read as it is, with no zlib on either side."""
+#: The one server event the gateway acts on as it comes off the socket.
+SPEECH_STARTED = "input_audio_buffer.speech_started"
+_SPEECH_STARTED_BYTES = f'"{SPEECH_STARTED}"'.encode()
+#: A ``speech_started`` is about 150 bytes; audio deltas, kilobytes, are not searched.
+_SMALL_MESSAGE = 1024
+
+
+class ModelConnection(ClientConnection):
+    """The model's WebSocket connection, which calls ``on_speech_started`` the moment a
+    ``speech_started`` is read off the socket, in the same event-loop
+    step, before any task sees it: the SDK's reader, a task woken by the message, runs a whole
+    pass of the event loop later (under load, milliseconds). ``process_event`` is where
+    ``websockets`` hands each parsed frame of a connection to its subclasses (websockets/asyncio/
+    connection.py); the frame then goes on to the SDK unchanged."""
+
+    on_speech_started: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.on_speech_started = None  # closed: let go of the call
+
+    def process_event(self, event: Any) -> None:
+        super().process_event(event)
+        hook = self.on_speech_started
+        if hook is None or type(event) is not Frame or event.opcode is not Opcode.TEXT:
+            return
+        data = event.data
+        if len(data) > _SMALL_MESSAGE or _SPEECH_STARTED_BYTES not in data:
+            return
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return  # not JSON: the SDK reports it
+        if type(message) is dict and message.get("type") == SPEECH_STARTED:
+            hook()
+
+
+class GatewayModel(OpenAIRealtimeWebSocketModel):
+    """The SDK's model, with the connection opened by the gateway: compressed or not as set
+    (``none``: every model message sent and read as it is, with no zlib on either side), and a
+    ``ModelConnection`` that tells ``on_speech_started`` of a ``speech_started`` as it arrives."""
+
+    def __init__(self, compression: str, on_speech_started: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self._compression = None if compression == "none" else "deflate"
+        self._on_speech_started = on_speech_started
 
     async def _create_websocket_connection(self, url: str, headers: dict[str, str],
                                            transport_config: Any = None) -> Any:
         if transport_config:  # the gateway passes none; anything else is the SDK's to handle
             return await super()._create_websocket_connection(url, headers, transport_config)
-        return await websockets.connect(url, user_agent_header=SDK_USER_AGENT, additional_headers=headers,
-                                        max_size=SDK_MAX_MESSAGE_BYTES, compression=None)
+        connection = await websockets.connect(url, user_agent_header=SDK_USER_AGENT, additional_headers=headers,
+                                              max_size=SDK_MAX_MESSAGE_BYTES, compression=self._compression,
+                                              create_connection=ModelConnection)
+        connection.on_speech_started = self._on_speech_started
+        return connection
 
 
-def realtime_model(compression: str) -> OpenAIRealtimeWebSocketModel:
+def realtime_model(compression: str, on_speech_started: Callable[[], None] | None = None,
+                   ) -> OpenAIRealtimeWebSocketModel:
     """A new model for one session, its connection compressed (``deflate``: the SDK's own
-    behaviour) or not (``none``)."""
-    if compression == "none" and _overridable():
-        return Uncompressed()
+    behaviour) or not (``none``); ``on_speech_started`` is told of every ``speech_started`` as
+    it comes off the socket (``ModelConnection``). If the SDK no longer opens its connection
+    where the gateway expects, the SDK's own model: deflate, and no early word."""
+    if _overridable():
+        return GatewayModel(compression, on_speech_started)
     return OpenAIRealtimeWebSocketModel()

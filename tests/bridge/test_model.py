@@ -38,6 +38,75 @@ async def test_audio_for_a_session_whose_socket_is_gone_is_reported_not_raised()
         await link.close()
 
 
+async def speech_started_after_audio(link: ModelLink, server: RealtimeServer) -> None:
+    """Connect ``link``, let the agent's audio stream, then have the server hear the caller
+    start speaking; back once the session has reported the interruption."""
+    assert await link.start(lambda: True)
+    await link.ask("Greet the caller.")
+    conn = await server.wait_for_connection()
+    async with asyncio.timeout(5):
+        async for event in link.session:  # until the agent's audio is streaming
+            if event.type == "audio":
+                break
+    # Words that name the event, in a message that is not it, come first: not a barge-in.
+    await conn.emit({"type": "response.output_audio_transcript.delta", "response_id": "resp_x", "item_id": "item_x",
+                     "output_index": 0, "content_index": 0, "delta": "input_audio_buffer.speech_started"})
+    await conn.send_speech_started()
+    async with asyncio.timeout(5):
+        async for event in link.session:
+            if event.type == "audio_interrupted":
+                break
+    await link.close()
+
+
+class OrderTracker(PlaybackTracker):
+    order: list[str]
+
+    def get_state(self):  # type: ignore[override]
+        self.order.append("sdk reads what was heard")
+        return super().get_state()
+
+
+async def test_speech_started_is_acted_on_in_the_loop_step_that_reads_it() -> None:
+    """The clear goes out first, a pass of the event loop before the SDK's reader could send
+    it: ``on_speech_heard`` is called from the model connection's read of the message, before
+    any task has seen it; once it has acted, the SDK's listener does not act again."""
+    order: list[str] = []
+    OrderTracker.order = order
+
+    def heard(received: float) -> bool:
+        task = asyncio.current_task()
+        order.append(f"heard, in {'a task' if task is not None else 'the read callback'}")
+        return True
+
+    async def speech_started(received: float) -> None:
+        order.append("handed speech_started")
+
+    async with RealtimeServer([Reply("Hello there, how can I help?", duration_ms=3000)], pace=1.0) as server:
+        link = model_link(settings(OPENAI_REALTIME_URL=server.url), OrderTracker)
+        link.on_speech_started, link.on_speech_heard = speech_started, heard
+        await speech_started_after_audio(link, server)
+    assert order == ["heard, in the read callback", "sdk reads what was heard"]
+
+
+async def test_speech_started_not_acted_on_as_it_arrives_is_handed_over_as_before() -> None:
+    order: list[str] = []
+    OrderTracker.order = order
+
+    def heard(received: float) -> bool:
+        order.append("could not act")
+        return False
+
+    async def speech_started(received: float) -> None:
+        order.append("handed speech_started")
+
+    async with RealtimeServer([Reply("Hello there, how can I help?", duration_ms=3000)], pace=1.0) as server:
+        link = model_link(settings(OPENAI_REALTIME_URL=server.url), OrderTracker)
+        link.on_speech_started, link.on_speech_heard = speech_started, heard
+        await speech_started_after_audio(link, server)
+    assert order == ["could not act", "handed speech_started", "sdk reads what was heard"]
+
+
 async def test_speech_started_reaches_the_gateway_before_the_sdk_acts_on_it() -> None:
     """The clear goes out first: the model edge's listener is handed the server's
     speech_started before the SDK reads the playback tracker to truncate (and so before it

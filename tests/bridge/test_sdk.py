@@ -1,6 +1,6 @@
 """gateway.bridge.sdk: the SDK's raw-message conversion, without a new pydantic adapter per
-message, gives exactly what the SDK's own does; the model connection's compression is the
-setting's."""
+message, gives exactly what the SDK's own does; the model connection is opened as the SDK would,
+its compression the setting's, and the SDK's own model is used if it opens connections otherwise."""
 
 from __future__ import annotations
 
@@ -54,26 +54,41 @@ async def test_the_model_connection_offers_compression_only_when_set(setting, of
         await link.close()
     headers = {k.lower(): v for k, v in conn.headers.items()}
     assert ("permessage-deflate" in headers.get("sec-websocket-extensions", "")) is offered
-    assert headers["user-agent"] == prepared.SDK_USER_AGENT  # with deflate, the SDK's own model sends it
+    assert headers["user-agent"] == prepared.SDK_USER_AGENT
     assert conn.path == "/v1/realtime" and conn.input_audio == b"\x55" * 160
 
 
-def test_an_sdk_that_opens_its_connection_otherwise_keeps_its_own_compression(monkeypatch, caplog) -> None:
+async def test_the_gateway_opens_the_connection_as_the_sdk_would() -> None:
+    """What the gateway repeats of the SDK's own connection, its User-Agent and its limit on
+    one message, is what the installed SDK's model does: a new SDK that changes either fails
+    here, not in production."""
+    async with RealtimeServer([]) as server:
+        models = [sdk.OpenAIRealtimeWebSocketModel(), prepared.realtime_model("none")]
+        for model in models:
+            await model.connect({"url": server.url, "api_key": "sk-test", "initial_model_settings": {}})
+        conns = [await server.wait_for_connection(i) for i in range(2)]
+        limits = [model._websocket.protocol.max_message_size for model in models]
+        for model in models:
+            await model.close()
+    assert [{k.lower(): v for k, v in c.headers.items()}["user-agent"] for c in conns] == [prepared.SDK_USER_AGENT] * 2
+    assert limits == [prepared.SDK_MAX_MESSAGE_BYTES] * 2
+
+
+def test_an_sdk_that_opens_its_connection_otherwise_keeps_its_own_connection(monkeypatch, caplog) -> None:
     """If a new SDK no longer opens its connection in the method the gateway overrides (or
-    takes other arguments), the setting is not applied: the SDK's own model, and one warning."""
+    takes other arguments), the SDK's own model is used as it is, and one warning says so."""
     async def changed(self, url, headers, transport_config=None, extra=None):  # noqa: ANN001, ANN202
         raise AssertionError("never called")
 
-    assert isinstance(prepared.realtime_model("none"), prepared.Uncompressed)
+    assert [type(prepared.realtime_model(c)) for c in ("none", "deflate")] == [prepared.GatewayModel] * 2
     monkeypatch.setattr(sdk.OpenAIRealtimeWebSocketModel, "_create_websocket_connection", changed)
     prepared._overridable.cache_clear()  # decided once per process: as if this SDK were installed
     try:
         with caplog.at_level(logging.WARNING, logger="gateway.sdk"):
-            models = [prepared.realtime_model("none"), prepared.realtime_model("none")]
+            models = [prepared.realtime_model("none"), prepared.realtime_model("deflate", lambda: None)]
     finally:
         prepared._overridable.cache_clear()  # the next test decides again, with the real SDK
     assert [type(m) for m in models] == [sdk.OpenAIRealtimeWebSocketModel] * 2
-    assert [r.getMessage() for r in caplog.records if "GATEWAY_MODEL_COMPRESSION" in r.getMessage()] == [
-        "openai-agents opens its model connection differently than 0.24 did: GATEWAY_MODEL_COMPRESSION=none "
-        "is not applied, the connection's compression is the SDK's"]
-    assert type(prepared.realtime_model("deflate")) is sdk.OpenAIRealtimeWebSocketModel
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.sdk"] == [
+        "openai-agents opens its model connection differently than 0.24 did: the connection is the SDK's own "
+        "(GATEWAY_MODEL_COMPRESSION is not applied, and a barge-in's clear waits for the SDK's reader)"]
