@@ -26,6 +26,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -45,7 +46,10 @@ if TYPE_CHECKING:
 
     from gateway.app import Gateway
 
-__all__ = ["ARRIVED", "SEND_TEXTS", "DrainingServer", "MediaStreamProtocol", "freeze_startup_heap", "uvicorn_config"]
+__all__ = [
+    "ARRIVED", "SEND_TEXTS", "DrainingServer", "MediaStreamProtocol", "freeze_startup_heap", "release_transport",
+    "uvicorn_config",
+]
 
 log = logging.getLogger("gateway.serving")
 
@@ -62,6 +66,16 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()  # garbage from start-up is freed, not frozen
     gc.freeze()
+
+
+def release_transport(transport: object) -> None:
+    """Call from a protocol's ``connection_lost``: on Python before 3.13, a closed asyncio socket
+    transport keeps a bound method of its own (``_read_ready_cb``), a reference cycle that only
+    the collector's full collections free, and they stop every call for longer the more they
+    free. Python 3.13 drops it when the transport closes (``_SelectorSocketTransport.close``,
+    asyncio/selector_events.py); this does the same after the close."""
+    if sys.version_info < (3, 13) and getattr(transport, "_read_ready_cb", None) is not None:
+        transport._read_ready_cb = None  # type: ignore[attr-defined]
 
 
 #: The key of a received message's arrival time (``time.monotonic()``), an extension of the ASGI
@@ -128,11 +142,13 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        # The scope's extension names this protocol's method: a reference cycle, which only
-        # the collector's full collections would free (they stop every call).
+        # No reference cycle left for the collector, whose full collections stop every call:
+        # the scope's extension names this protocol's method; the transport, before Python
+        # 3.13, its own.
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"].pop(SEND_TEXTS, None)
+        release_transport(self.transport)
 
     def handle_connect(self, event: Request) -> None:  # the handshake: the scope is built here
         super().handle_connect(event)

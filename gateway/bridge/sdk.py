@@ -47,6 +47,8 @@ from agents.realtime import OpenAIRealtimeWebSocketModel
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 
+from gateway.serving import release_transport
+
 log = logging.getLogger("gateway.sdk")
 #: The SDK's own limit on one incoming message (agents/realtime/openai_realtime.py).
 SDK_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -133,7 +135,17 @@ class ModelConnection(ClientConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self.on_speech_started = None  # closed: let go of the call
+        # Closed: let go of the call's hook, and of what would keep this connection in a
+        # reference cycle, freed only by the collector's full collections, which stop every
+        # call: the logger adapter ``websockets`` gives it names it; the keepalive task's
+        # cancellation traceback holds its frame; the transport, before Python 3.13, keeps a
+        # bound method of its own.
+        self.on_speech_started = None
+        self.keepalive_task = None
+        logger = self.logger
+        if isinstance(logger, logging.LoggerAdapter) and logger.extra and logger.extra.get("websocket") is self:
+            self.logger = self.protocol.logger = logger.logger
+        release_transport(self.transport)
 
     def process_event(self, event: Any) -> None:
         super().process_event(event)

@@ -155,6 +155,34 @@ async def test_an_ended_call_is_freed_at_once_not_by_the_garbage_collector(start
         gc.enable()
 
 
+async def test_an_ended_call_leaves_nothing_for_the_garbage_collector(start_gateway) -> None:
+    """Not the call's objects, nor the libraries' under them: uvicorn's protocol and its
+    scope, the model's ``websockets`` connection (its logger adapter names it, its keepalive
+    task's traceback holds it), asyncio's socket transports (a bound method of their own
+    before Python 3.13). Whatever a call leaves in a reference cycle, a full collection must
+    free, and those stop every call of the process for longer the more they free."""
+    async with start_gateway([Reply("hi", duration_ms=300)]) as (gateway, realtime):
+        for calls in (1, 2):  # the first: imports and pools made once per process
+            caller = await place_call(gateway, speed=4)
+            await caller.wait_heard(300)
+            if calls == 2:
+                gc.collect()
+                gc.disable()  # from here on, only reference counting frees anything
+            await caller.hang_up()
+            await finished(gateway, calls)
+        try:
+            await realtime.connections[-1].wait_until(lambda: realtime.connections[-1].closed, timeout=5)
+            await asyncio.sleep(0.2)  # both sockets' connection_lost
+            gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds goes to gc.garbage, not freed
+            found = gc.collect()
+            left = sorted({f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage})
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert (found, left) == (0, [])
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
