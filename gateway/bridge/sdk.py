@@ -24,6 +24,9 @@ Two things depend on it:
   permessage-deflate, and its public ``TransportConfig`` has no compression option. The gateway
   offers it or not (``GATEWAY_MODEL_COMPRESSION``); everything else (the URL, the headers, the
   SDK's user agent, its 8 MiB message limit) is as the SDK's would be.
+- The caller's audio: ``GatewayModel.send_event`` writes each chunk's
+  ``input_audio_buffer.append`` to the connection itself, the SDK's JSON byte for byte, without
+  the pydantic model the SDK builds and serializes for it (a quarter of the cost of sending one).
 - The earliest word of a barge-in: the connection is a ``ModelConnection``, which calls
   ``on_speech_started`` in the event-loop step that reads a ``speech_started`` off the socket,
   a pass of the loop before the SDK's reader task sees it.
@@ -38,12 +41,14 @@ import functools
 import inspect
 import json
 import logging
+from binascii import b2a_base64
 from collections.abc import Callable
 from typing import Any
 
 import agents
 import websockets
 from agents.realtime import OpenAIRealtimeWebSocketModel
+from agents.realtime.model_inputs import RealtimeModelSendAudio, RealtimeModelSendEvent
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 
@@ -123,6 +128,11 @@ _SPEECH_STARTED_BYTES = f'"{SPEECH_STARTED}"'.encode()
 _SMALL_MESSAGE = 1024
 
 
+def audio_append(audio: bytes) -> str:
+    """The ``input_audio_buffer.append`` event for ``audio``, as the SDK serializes it."""
+    return '{"audio":"' + b2a_base64(audio, newline=False).decode("ascii") + '","type":"input_audio_buffer.append"}'
+
+
 class ModelConnection(ClientConnection):
     """The model's WebSocket connection, which calls ``on_speech_started`` the moment a
     ``speech_started`` is read off the socket, in the same event-loop
@@ -172,6 +182,19 @@ class GatewayModel(OpenAIRealtimeWebSocketModel):
         super().__init__()
         self._compression = None if compression == "none" else "deflate"
         self._on_speech_started = on_speech_started
+        self._connection: ModelConnection | None = None
+
+    async def send_event(self, event: RealtimeModelSendEvent) -> None:
+        # The hot path, 50 chunks of the caller's audio a second per call. The SDK builds each
+        # as a pydantic InputAudioBufferAppendEvent and serializes it (``_send_audio``,
+        # ``_send_raw_message``); here the same JSON, byte for byte (a test compares them), is
+        # built directly. On a closed connection ``send`` raises ConnectionClosed, as the SDK's
+        # does. Everything else is the SDK's.
+        connection = self._connection
+        if type(event) is RealtimeModelSendAudio and not event.commit and connection is not None:
+            await connection.send(audio_append(event.audio))
+            return
+        await super().send_event(event)
 
     async def _create_websocket_connection(self, url: str, headers: dict[str, str],
                                            transport_config: Any = None) -> Any:
@@ -181,6 +204,7 @@ class GatewayModel(OpenAIRealtimeWebSocketModel):
                                               max_size=SDK_MAX_MESSAGE_BYTES, compression=self._compression,
                                               create_connection=ModelConnection)
         connection.on_speech_started = self._on_speech_started
+        self._connection = connection
         return connection
 
 

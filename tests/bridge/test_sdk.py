@@ -9,7 +9,7 @@ import logging
 
 import pytest
 from agents.realtime import openai_realtime as sdk
-from agents.realtime.model_inputs import RealtimeModelSendRawMessage
+from agents.realtime.model_inputs import RealtimeModelSendAudio, RealtimeModelSendRawMessage
 
 from gateway.bridge import sdk as prepared
 from gateway.testing.realtime import RealtimeServer
@@ -72,6 +72,16 @@ async def test_the_gateway_opens_the_connection_as_the_sdk_would() -> None:
             await model.close()
     assert [{k.lower(): v for k, v in c.headers.items()}["user-agent"] for c in conns] == [prepared.SDK_USER_AGENT] * 2
     assert limits == [prepared.SDK_MAX_MESSAGE_BYTES] * 2
+
+
+@pytest.mark.parametrize("size", [0, 1, 160, 960, 4800])
+def test_the_caller_s_audio_is_sent_as_the_sdk_would_send_it(size) -> None:
+    """``GatewayModel.send_event`` writes the append event itself: the very JSON the SDK's
+    own conversion and serialization produce (``_send_audio``)."""
+    audio = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    theirs = sdk._ConversionHelper.convert_audio_to_input_audio_buffer_append(
+        RealtimeModelSendAudio(audio=audio, commit=False)).model_dump_json(exclude_unset=True)
+    assert prepared.audio_append(audio) == theirs
 
 
 def test_an_sdk_that_opens_its_connection_otherwise_keeps_its_own_connection(monkeypatch, caplog) -> None:
