@@ -293,18 +293,23 @@ class CallRunner:
             return False
         try:
             actions = self.call.speech_started(received, self.clock())
-            twilio = [action for action in actions if type(action) in _TWILIO]
-            if self.recording is not None:
-                now = self.clock()
-                for action in twilio:
-                    self.recording.sent(action, now)
-            self.socket.send_now(twilio)
+            twilio = self._recorded([action for action in actions if type(action) in _TWILIO])
+            if twilio and not self.socket.send_now(twilio):
+                self.log.warning("Twilio's socket stopped taking writes: the clear was not sent")
             rest = [action for action in actions if type(action) not in _TWILIO]
             if rest:
                 self._spawn(self.execute(rest), "barge-in")
         except Exception:
             self.log.exception("could not clear playback as the caller started speaking")
         return True
+
+    def _recorded(self, sent: list[Action]) -> list[Action]:
+        """``sent``, the messages for Twilio about to be written, told to the call's recording."""
+        if self.recording is not None:
+            now = self.clock()
+            for action in sent:
+                self.recording.sent(action, now)
+        return sent
 
     async def _session_event(self, event: Any) -> None:
         if self.log.isEnabledFor(logging.DEBUG):  # every event, with the call SID
@@ -341,7 +346,6 @@ class CallRunner:
         if call.rearm:  # a deadline moved: the timer looks again
             call.rearm = False
             self._wake.set()
-        recording = self.recording
         i, count = 0, len(actions)
         while i < count:
             action = actions[i]
@@ -352,12 +356,8 @@ class CallRunner:
                 end = i
                 while end < count and type(actions[end]) in _TWILIO:
                     end += 1
-                batch = actions[i - 1 : end]
+                batch = self._recorded(actions[i - 1 : end])
                 i = end
-                if recording is not None:
-                    now = self.clock()
-                    for sent in batch:
-                        recording.sent(sent, now)
                 await self.socket.send(batch)
             elif kind is SendAudio:
                 if not await self.model.send_audio(action.audio):

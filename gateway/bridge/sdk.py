@@ -18,7 +18,7 @@ alone and logs that it did.
 ``realtime_model(compression, on_speech_started)`` is the model each session connects with:
 the SDK's own, with one method overridden, the one that opens the connection
 (``OpenAIRealtimeWebSocketModel._create_websocket_connection``, agents/realtime/openai_realtime.py).
-Two things depend on it:
+Three things depend on it:
 
 - Compression: openai-agents 0.24 opens its WebSocket with ``websockets``' default, which offers
   permessage-deflate, and its public ``TransportConfig`` has no compression option. The gateway
@@ -135,9 +135,9 @@ def audio_append(audio: bytes) -> str:
 
 class ModelConnection(ClientConnection):
     """The model's WebSocket connection, which calls ``on_speech_started`` the moment a
-    ``speech_started`` is read off the socket, in the same event-loop
-    step, before any task sees it: the SDK's reader, a task woken by the message, runs a whole
-    pass of the event loop later (under load, milliseconds). ``process_event`` is where
+    ``speech_started`` is read off the socket, in the same event-loop step, before any task
+    sees it: the SDK's reader, a task woken by the message, runs a whole pass of the event
+    loop later (under load, milliseconds). ``process_event`` is where
     ``websockets`` hands each parsed frame of a connection to its subclasses (websockets/asyncio/
     connection.py); the frame then goes on to the SDK unchanged."""
 
@@ -175,8 +175,9 @@ class ModelConnection(ClientConnection):
 
 class GatewayModel(OpenAIRealtimeWebSocketModel):
     """The SDK's model, with the connection opened by the gateway: compressed or not as set
-    (``none``: every model message sent and read as it is, with no zlib on either side), and a
-    ``ModelConnection`` that tells ``on_speech_started`` of a ``speech_started`` as it arrives."""
+    (``none``: every model message sent and read as it is, with no zlib on either side), a
+    ``ModelConnection`` that tells ``on_speech_started`` of a ``speech_started`` as it arrives,
+    and the caller's audio written to it without a pydantic event per chunk."""
 
     def __init__(self, compression: str, on_speech_started: Callable[[], None] | None = None) -> None:
         super().__init__()
