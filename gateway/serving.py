@@ -54,18 +54,37 @@ __all__ = [
 log = logging.getLogger("gateway.serving")
 
 
-def freeze_startup_heap() -> None:
-    """Keep the garbage collector's full collections short: they stop every call.
+#: Collections of the middle generation between two full collections (``gc.set_threshold``'s
+#: third figure; CPython's default is 10).
+FULL_COLLECTION_AFTER = 100
 
-    After start-up the process holds some 200,000 objects that live as long as it does (the
-    Agents SDK's and openai's pydantic models, uvicorn, the app). A full collection walks all of
-    them: about 120 ms on the development machine (Python 3.13), a stall of every call's audio
-    that a 14-minute soak saw about once a minute (bench/README.md). ``gc.freeze()`` moves them
-    out of the collector's sight for good (CPython's documented use: objects that stay for the
-    process's life); collections then walk only what calls have created since.
+
+def freeze_startup_heap() -> None:
+    """Keep the garbage collector's full collections short and rare: each stops every call.
+
+    Short: after start-up the process holds some 200,000 objects that live as long as it does
+    (the Agents SDK's and openai's pydantic models, uvicorn, the app). A full collection walks
+    all of them: about 120 ms on the development machine (Python 3.13), a stall of every call's
+    audio that a 14-minute soak saw about once a minute (bench/README.md). ``gc.freeze()`` moves
+    them out of the collector's sight for good (CPython's documented use: objects that stay for
+    the process's life); collections then walk only what calls have created since.
+
+    Rare: a full collection still walks every live call's objects, about 400 a call: 25-42 ms
+    beside 150 calls under Python 3.11 (``bench/bargein.py``), long enough to make a barge-in's
+    ``clear`` late, and it finds next to nothing to free, since an ended call leaves no
+    reference cycle (``tests/callflow/test_lifecycle.py``). The middle generation was collected
+    every 5 to 10 s at that load: with CPython's default of a full collection after every 10 of
+    those, one came every minute or two; after 100 (``FULL_COLLECTION_AFTER``), every 8 to 17
+    minutes. Cyclic
+    garbage old enough to reach the last generation waits that long to be freed; the younger
+    generations' collections are unchanged. Thresholds the process has already set (not
+    CPython's default third figure) are left as they are.
     """
     gc.collect()  # garbage from start-up is freed, not frozen
     gc.freeze()
+    young, middle, full = gc.get_threshold()
+    if full == 10:
+        gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
 
 
 def release_transport(transport: object) -> None:

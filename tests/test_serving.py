@@ -251,16 +251,23 @@ async def test_messages_written_now_go_out_at_once_unless_writes_wait() -> None:
 def test_the_startup_heap_is_frozen_so_full_collections_walk_only_newer_objects() -> None:
     import gc
 
-    from gateway.serving import freeze_startup_heap
+    from gateway.serving import FULL_COLLECTION_AFTER, freeze_startup_heap
 
     gc.unfreeze()
     tracked = len(gc.get_objects())
+    thresholds = gc.get_threshold()
     try:
+        gc.set_threshold(700, 10, 10)  # CPython's default
         freeze_startup_heap()
         assert gc.get_freeze_count() >= tracked // 2  # this process's heap: out of the collector's sight
         assert len(gc.get_objects()) < tracked // 10  # what a full collection now walks
+        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_AFTER)  # and comes ten times more rarely
+        gc.set_threshold(500, 20, 5)  # the process chose its own: left as it is
+        freeze_startup_heap()
+        assert gc.get_threshold() == (500, 20, 5)
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 # --- A text message that is not UTF-8 --------------------------------------------------------------
