@@ -75,10 +75,9 @@ def freeze_startup_heap() -> None:
     reference cycle (``tests/callflow/test_lifecycle.py``). The middle generation was collected
     every 5 to 10 s at that load: with CPython's default of a full collection after every 10 of
     those, one came every minute or two; after 100 (``FULL_COLLECTION_AFTER``), every 8 to 17
-    minutes. Cyclic
-    garbage old enough to reach the last generation waits that long to be freed; the younger
-    generations' collections are unchanged. Thresholds the process has already set (not
-    CPython's default third figure) are left as they are.
+    minutes. Cyclic garbage old enough to reach the last generation waits that long to be
+    freed; the younger generations' collections are unchanged. Thresholds the process has
+    already set (not CPython's default third figure) are left as they are.
     """
     gc.collect()  # garbage from start-up is freed, not frozen
     gc.freeze()
@@ -187,12 +186,15 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
             return False
         if texts:
             try:
-                for text in texts:
-                    self.conn.send_text(text.encode())
+                self._write(texts)
             except InvalidState:
                 return False
-            self.transport.write(b"".join(self.conn.data_to_send()))
         return True
+
+    def _write(self, texts: list[str]) -> None:
+        for text in texts:
+            self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     async def send(self, message: ASGISendEvent) -> None:
         texts = message.get(SEND_TEXTS)
@@ -203,11 +205,9 @@ class MediaStreamProtocol(WebSocketsSansIOProtocol):
         if self.disconnected:
             raise ClientDisconnected()
         try:
-            for text in texts:
-                self.conn.send_text(text.encode())
+            self._write(texts)
         except InvalidState:
             raise ClientDisconnected() from None
-        self.transport.write(b"".join(self.conn.data_to_send()))
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn's own (uvicorn.protocols.websockets.websockets_sansio_impl), but for the
