@@ -349,17 +349,17 @@ class CallRunner:
         i, count = 0, len(actions)
         while i < count:
             action = actions[i]
-            i += 1
             kind = type(action)
             if kind in _TWILIO:
                 # What follows for Twilio goes with it: one write for a delta's frames and mark.
-                end = i
+                end = i + 1
                 while end < count and type(actions[end]) in _TWILIO:
                     end += 1
-                batch = self._recorded(actions[i - 1 : end])
+                await self.socket.send(self._recorded(actions[i:end]))
                 i = end
-                await self.socket.send(batch)
-            elif kind is SendAudio:
+                continue
+            i += 1
+            if kind is SendAudio:
                 if not await self.model.send_audio(action.audio):
                     # The model's socket failed: keep the audio for the reconnected session
                     # (the session reader sees the failure and reconnects, or ends the call).

@@ -137,9 +137,9 @@ class ModelConnection(ClientConnection):
     """The model's WebSocket connection, which calls ``on_speech_started`` the moment a
     ``speech_started`` is read off the socket, in the same event-loop step, before any task
     sees it: the SDK's reader, a task woken by the message, runs a whole pass of the event
-    loop later (under load, milliseconds). ``process_event`` is where
-    ``websockets`` hands each parsed frame of a connection to its subclasses (websockets/asyncio/
-    connection.py); the frame then goes on to the SDK unchanged."""
+    loop later (under load, milliseconds). ``process_event`` is where ``websockets`` hands
+    each parsed frame of a connection to its subclasses (websockets/asyncio/connection.py);
+    the frame then goes on to the SDK unchanged."""
 
     on_speech_started: Callable[[], None] | None = None
 
