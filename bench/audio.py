@@ -2,8 +2,9 @@
 
 Prints, side by side from one run: alias rejection when downsampling 24 kHz -> 8 kHz and image
 rejection when upsampling 8 kHz -> 24 kHz, at 4.6/5/6/8/10 kHz; passband (300-3400 Hz) gain
-range in each direction; latency; and microseconds per 20 ms chunk in each direction (plus the
-whole per-frame transcode, codec included, for the gateway).
+range in each direction; latency; microseconds per 20 ms chunk in each direction, and per
+call-second of a PCM16 call's resampling with 150 calls taking turns (their state cold in the
+caches, as under load); and the whole per-frame transcode, codec included, for the gateway.
 
     python bench/audio.py            # soxr column appears when `pip install soxr` (extra: bench)
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import timeit
 import warnings
 from collections.abc import Callable
@@ -142,6 +144,26 @@ def us_per_chunk(fn: Callable[[bytes], bytes], chunk: bytes, number: int = 2000)
     return 1e6 * best / number
 
 
+def us_per_call_second(make: Callable[[int, int], Stream], calls: int = 150, rounds: int = 10) -> float:
+    """A call-second of one PCM16 call's resampling (50 chunks of 20 ms up, 10 of 100 ms
+    down), taken by ``calls`` calls in turn: each call's state is cold in the caches when its
+    turn comes, as beside other calls on a loaded gateway (the per-chunk rows time one
+    stream, hot)."""
+    up = to_pcm16(tone(440, LOW, 0.02, 8000))
+    down = to_pcm16(tone(440, HIGH, 0.1, 8000))
+    streams = [(make(LOW, HIGH).process, make(HIGH, LOW).process) for _ in range(calls)]
+    best = float("inf")
+    for _ in range(5):
+        start = time.process_time()
+        for _ in range(rounds):  # a round: 100 ms of every call
+            for to_model, to_caller in streams:
+                for _ in range(5):
+                    to_model(up)
+                to_caller(down)
+        best = min(best, time.process_time() - start)
+    return 1e6 * best / (calls * rounds / 10)
+
+
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     names = list(ENGINES)
@@ -168,6 +190,7 @@ def main() -> None:
     chunk_lo = to_pcm16(tone(440, LOW, 0.02, 8000))
     row("us per 20 ms chunk, 24k->8k", [f"{us_per_chunk(ENGINES[n](HIGH, LOW).process, chunk_hi):.1f}" for n in names])
     row("us per 20 ms chunk, 8k->24k", [f"{us_per_chunk(ENGINES[n](LOW, HIGH).process, chunk_lo):.1f}" for n in names])
+    row("us per call-second, 150 calls in turn", [f"{us_per_call_second(ENGINES[n]):.0f}" for n in names])
 
     label_width = max(len(label) for label, _ in rows) + 2
     print(f"{'':<{label_width}}" + "".join(f"{n:>{width}}" for n in names))

@@ -10,7 +10,12 @@ Design (numbers measured by ``tests/audio/test_resample.py`` and ``bench/audio.p
   with no anti-aliasing filter at all; soxr's HQ streaming mode holds back ~21 ms.
 - Upsampling by L runs L polyphase branches of ``15 * 2 + 1`` taps on the 8 kHz input;
   downsampling by M evaluates the filter only at every M-th high-rate sample. Both are one
-  small matrix product per chunk.
+  small matrix product per chunk, block by block (``BLOCK``): each row of the product is one
+  short stretch of input, overlapping the next by the filter's length, times a fixed banded
+  matrix that holds every output's taps for one block (``_block_matrix``). The stretches a
+  chunk needs are few (a 100 ms chunk down from 24 kHz: 100 rows of 112 samples, 90 kB),
+  where one row per output sample would be 800 rows of 91 (580 kB): BLAS copies the rows it
+  is given, and under load that copy, not the arithmetic, is what costs (``bench/audio.py``).
 - Sample-exact streaming: taps are quantised to multiples of 2**-20 (Q20) and samples are
   int16, so every product and every partial sum is a multiple of 2**-20 well below 2**33:
   float64 holds each exactly, and the arithmetic is exact whatever the summation order. Each output sample is therefore bit-identical however
@@ -56,11 +61,16 @@ def _quantize(h: np.ndarray) -> np.ndarray:
     return np.rint(h * _TAP_SCALE) / _TAP_SCALE
 
 
+#: Outputs per block when downsampling, input samples per block when upsampling: the
+#: fastest in ``bench/audio.py`` (8 against 16 and 32, and against one row per output).
+BLOCK = 8
+
+
 @functools.cache
 def _taps(up: bool, ratio: int) -> np.ndarray:
-    """The taps as ``_run`` applies them, designed once per direction and ratio (the design
-    takes about a millisecond: too much for every call's set-up). Read-only: shared by every
-    resampler."""
+    """The taps, designed once per direction and ratio (the design takes about a millisecond:
+    too much for every call's set-up). Upsampling: one row per output phase, each meeting a
+    window of inputs oldest first; downsampling: one row, reversed likewise."""
     if up:
         # Zero-stuffing by r divides the level by r, so the taps are scaled by r. Output
         # phase p of input step m is sum_j h[r*j + p] * x[m - j]: row p holds h[p], h[r + p],
@@ -68,11 +78,33 @@ def _taps(up: bool, ratio: int) -> np.ndarray:
         width = 2 * DELAY_SAMPLES_8K + 1
         padded = np.zeros(width * ratio)
         padded[: width * ratio - ratio + 1] = _quantize(design_lowpass(ratio) * ratio)
-        taps = np.ascontiguousarray(padded.reshape(width, ratio)[::-1].T)
+        return np.ascontiguousarray(padded.reshape(width, ratio)[::-1].T)
+    return _quantize(design_lowpass(ratio))[::-1].copy()
+
+
+@functools.cache
+def _block_matrix(up: bool, ratio: int) -> np.ndarray:
+    """What ``_run`` multiplies a block's stretch of input by, to get the block's outputs.
+
+    Upsampling: a stretch is ``BLOCK + width - 1`` inputs (the window of the block's first
+    step, then one more input per step); column ``m * ratio + p`` is output phase ``p`` of step
+    ``m``, so a row of the product is the block's outputs in time order. Downsampling: a
+    stretch is ``ratio * (BLOCK - 1) + width`` inputs; column ``k`` is output ``k``, its taps
+    ``ratio * k`` inputs in. The zeros add nothing, exactly. Read-only: shared by every
+    resampler."""
+    taps = _taps(up, ratio)
+    if up:
+        width = taps.shape[1]
+        matrix = np.zeros((BLOCK + width - 1, ratio * BLOCK))
+        for m in range(BLOCK):
+            matrix[m : m + width, m * ratio : (m + 1) * ratio] = taps.T
     else:
-        taps = _quantize(design_lowpass(ratio))[::-1].copy()
-    taps.flags.writeable = False
-    return taps
+        width = taps.size
+        matrix = np.zeros((ratio * (BLOCK - 1) + width, BLOCK))
+        for k in range(BLOCK):
+            matrix[ratio * k : ratio * k + width, k] = taps
+    matrix.flags.writeable = False
+    return matrix
 
 
 class Resampler:
@@ -84,14 +116,16 @@ class Resampler:
     held (barge-in: the rest of the utterance will never be played).
 
     Hot-path notes (``bench/audio.py`` measures them): samples live in one persistent float64
-    buffer ``[history | new input]``; the filter reads it through strided window views that
-    are built once per chunk size and reused (numpy's own ``sliding_window_view`` costs more
-    than the arithmetic); the arithmetic is one BLAS product per chunk.
+    buffer ``[history | new input | slack]``; the filter reads it through a strided view of
+    its blocks' stretches, built once per chunk size and reused (numpy's own
+    ``sliding_window_view`` costs more than the arithmetic); the arithmetic is one BLAS
+    product per chunk. The last block may run past the input into the slack: its outputs
+    from there are computed and dropped.
     """
 
     __slots__ = (
-        "in_rate", "out_rate", "_up", "_ratio", "_taps", "_hist_len", "_width", "_buf",
-        "_views", "_phase", "_skip", "_carry", "_delay_out", "_delay_in",
+        "in_rate", "out_rate", "_up", "_ratio", "_matrix", "_hist_len", "_buf", "_views",
+        "_phase", "_skip", "_carry", "_delay_out", "_delay_in",
     )
 
     #: Window views kept per resampler (one per distinct chunk size and phase seen).
@@ -109,19 +143,16 @@ class Resampler:
             )
         self.in_rate, self.out_rate = in_rate, out_rate
         r = self._ratio
+        self._matrix = _block_matrix(self._up, r)
         if self._up:
-            self._taps = _taps(True, r)
-            width = self._taps.shape[1]
             self._delay_out = DELAY_SAMPLES_8K  # in input steps (r output samples each)
             self._delay_in = DELAY_SAMPLES_8K
+            self._hist_len = 2 * DELAY_SAMPLES_8K
         else:
-            self._taps = _taps(False, r)
-            width = self._taps.size
             self._delay_out = DELAY_SAMPLES_8K
             self._delay_in = DELAY_SAMPLES_8K * r
-        self._width = width
-        self._hist_len = width - 1
-        self._buf = np.zeros(self._hist_len + 960)
+            self._hist_len = 2 * DELAY_SAMPLES_8K * r
+        self._buf = np.zeros(self._hist_len + 960 + r * BLOCK)
         self._views: dict[tuple[int, int], np.ndarray] = {}
         self.reset()
 
@@ -159,50 +190,48 @@ class Resampler:
         self.reset()
         return tail
 
-    def _window(self, n: int, phase: int) -> np.ndarray:
-        """A view of the buffer: the input windows that the next outputs need."""
-        key = (n, phase)
+    def _window(self, blocks: int, phase: int) -> np.ndarray:
+        """A view of the buffer: one row per block, the stretch of input its outputs need."""
+        key = (blocks, phase)
         view = self._views.get(key)
         if view is None:
             buf, step = self._buf, self._buf.itemsize
-            if self._up:
-                # (width, n): column m is the window ending at new input m, oldest first.
-                view = np.ndarray((self._width, n), buf.dtype, buf, 0, (step, step))
-            else:
-                count = (n - phase + self._ratio - 1) // self._ratio if n > phase else 0
-                view = np.ndarray(
-                    (count, self._width), buf.dtype, buf, phase * step, (self._ratio * step, step)
-                )
+            advance = BLOCK if self._up else self._ratio * BLOCK  # inputs from block to block
+            view = np.ndarray((blocks, self._matrix.shape[0]), buf.dtype, buf, phase * step,
+                              (advance * step, step))
             if len(self._views) >= self._MAX_VIEWS:
                 self._views.clear()
             self._views[key] = view
         return view
 
     def _run(self, x: np.ndarray) -> bytes:
-        n, hist = x.size, self._hist_len
-        if hist + n > self._buf.size:
-            grown = np.zeros(hist + max(n, 2 * (self._buf.size - hist)))
+        n, hist, r = x.size, self._hist_len, self._ratio
+        if self._up:
+            count = n * r
+            blocks = -(-n // BLOCK)
+        else:
+            # Outputs fall every r inputs, the next ``phase`` inputs into this chunk.
+            count = (n - self._phase + r - 1) // r if n > self._phase else 0
+            blocks = -(-count // BLOCK)
+        # The last block's stretch may reach past the input (at most r * BLOCK samples).
+        if hist + n + r * BLOCK > self._buf.size:
+            grown = np.zeros(hist + r * BLOCK + max(n, 2 * (self._buf.size - hist)))
             grown[:hist] = self._buf[:hist]
             self._buf = grown
             self._views.clear()
         buf = self._buf
         np.copyto(buf[hist : hist + n], x)
-        window = self._window(n, self._phase)
-        # np.dot, not @: on these overlapping strided views matmul takes a slow non-BLAS
-        # loop, while dot gathers the window into a contiguous block and calls BLAS (2-3x).
-        if self._up:
-            acc = np.dot(self._taps, window)  # (ratio, n): output phase p of each input step
-        else:
-            acc = np.dot(window, self._taps)
-            self._phase += self._ratio * acc.shape[0] - n
+        # One contiguous row of outputs per block, in time order: ravel is a view.
+        acc = np.dot(self._window(blocks, self._phase), self._matrix).ravel()[:count]
+        if not self._up:
+            self._phase += r * count - n
         buf[:hist] = buf[n : n + hist]
         if self._skip:
-            dropped = min(self._skip, acc.shape[-1])
-            acc = acc[..., dropped:]
+            dropped = min(self._skip, n if self._up else count)
+            acc = acc[dropped * r if self._up else dropped :]
             self._skip -= dropped
         # Exact sums -> int16: round, saturate.
         np.rint(acc, out=acc)
         np.minimum(acc, 32767.0, out=acc)
         np.maximum(acc, -32768.0, out=acc)
-        # Upsampling: acc.T is (n, ratio); C-order bytes interleave the phases in time order.
-        return (acc.T if self._up else acc).astype("<i2").tobytes()
+        return acc.astype("<i2").tobytes()
