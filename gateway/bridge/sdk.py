@@ -26,7 +26,8 @@ Three things depend on it:
   SDK's user agent, its 8 MiB message limit) is as the SDK's would be.
 - The caller's audio: ``GatewayModel.send_event`` writes each chunk's
   ``input_audio_buffer.append`` to the connection itself, the SDK's JSON byte for byte, without
-  the pydantic model the SDK builds and serializes for it (a quarter of the cost of sending one).
+  the pydantic model the SDK builds and serializes for it (a quarter of the cost of sending one),
+  and frames it itself when the connection takes it at once (``ModelConnection.write_text``).
 - The earliest word of a barge-in: the connection is a ``ModelConnection``, which calls
   ``on_speech_started`` in the event-loop step that reads a ``speech_started`` off the socket,
   a pass of the loop before the SDK's reader task sees it.
@@ -41,6 +42,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 from binascii import b2a_base64
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +53,12 @@ from agents.realtime import OpenAIRealtimeWebSocketModel
 from agents.realtime.model_inputs import RealtimeModelSendAudio, RealtimeModelSendEvent
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+try:  # websockets' own masking, in C where it is built (websockets/frames.py imports it so)
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a pure-Python websockets
+    from websockets.utils import apply_mask
 
 from gateway.serving import release_transport
 
@@ -133,6 +141,33 @@ def audio_append(audio: bytes) -> str:
     return '{"audio":"' + b2a_base64(audio, newline=False).decode("ascii") + '","type":"input_audio_buffer.append"}'
 
 
+class MaskKeys:
+    """Masking keys for the frames a client sends: each a fresh 4 bytes of the operating
+    system's CSPRNG, as RFC 6455 asks (section 5.3: "chosen at random", unpredictable, new for
+    each frame), drawn 1,024 at a time. ``websockets`` draws each with ``secrets.token_bytes``,
+    a system call per frame. A forked process draws its own: it never reuses its parent's."""
+
+    DRAW = 4096
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def take(self) -> bytes:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(self.DRAW), 0
+        self._at = at + 4
+        return self._pool[at : at + 4]
+
+
+_mask_keys = MaskKeys()
+
+
 class ModelConnection(ClientConnection):
     """The model's WebSocket connection, which calls ``on_speech_started`` the moment a
     ``speech_started`` is read off the socket, in the same event-loop step, before any task
@@ -156,6 +191,31 @@ class ModelConnection(ClientConnection):
         if isinstance(logger, logging.LoggerAdapter) and logger.extra and logger.extra.get("websocket") is self:
             self.logger = self.protocol.logger = logger.logger
         release_transport(self.transport)
+
+    def write_text(self, text: str) -> bool:
+        """Frame ``text`` as one text message and write it now, if the connection takes it at
+        once: open, writes not paused, no fragmented message under way, no extension (with
+        permessage-deflate ``websockets`` frames it). Otherwise False, and nothing written:
+        ``send`` then does it, with its flow control and its errors.
+
+        The frame is the one ``websockets`` would send (RFC 6455 section 5.2: FIN, text, masked,
+        the shortest length form); ``send`` costs more for it: an async context per message,
+        a drain check, and a system call for each masking key."""
+        protocol = self.protocol
+        if protocol.state is not State.OPEN or self.paused or self.send_in_progress is not None \
+                or protocol.expect_continuation_frame or protocol.extensions or self.transport.is_closing():
+            return False
+        payload = text.encode()
+        size = len(payload)
+        if size < 126:
+            header = bytes((0x81, 0x80 | size))
+        elif size < 65536:
+            header = bytes((0x81, 0xFE)) + size.to_bytes(2, "big")
+        else:
+            header = bytes((0x81, 0xFF)) + size.to_bytes(8, "big")
+        key = _mask_keys.take()
+        self.transport.write(header + key + apply_mask(payload, key))
+        return True
 
     def process_event(self, event: Any) -> None:
         super().process_event(event)
@@ -189,11 +249,14 @@ class GatewayModel(OpenAIRealtimeWebSocketModel):
         # The hot path, 50 chunks of the caller's audio a second per call. The SDK builds each
         # as a pydantic InputAudioBufferAppendEvent and serializes it (``_send_audio``,
         # ``_send_raw_message``); here the same JSON, byte for byte (a test compares them), is
-        # built directly. On a closed connection ``send`` raises ConnectionClosed, as the SDK's
-        # does. Everything else is the SDK's.
+        # built directly, and framed by ``write_text`` when the connection takes it at once. If
+        # not, ``send`` writes it; on a closed connection that raises ConnectionClosed, as the
+        # SDK's does. Everything else is the SDK's.
         connection = self._connection
         if type(event) is RealtimeModelSendAudio and not event.commit and connection is not None:
-            await connection.send(audio_append(event.audio))
+            text = audio_append(event.audio)
+            if not connection.write_text(text):
+                await connection.send(text)
             return
         await super().send_event(event)
 

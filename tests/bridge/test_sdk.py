@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 import pytest
+import websockets
 from agents.realtime import openai_realtime as sdk
 from agents.realtime.model_inputs import RealtimeModelSendAudio, RealtimeModelSendRawMessage
 
@@ -102,3 +103,59 @@ def test_an_sdk_that_opens_its_connection_otherwise_keeps_its_own_connection(mon
     assert [r.getMessage() for r in caplog.records if r.name == "gateway.sdk"] == [
         "openai-agents opens its model connection differently than 0.24 did: the connection is the SDK's own "
         "(GATEWAY_MODEL_COMPRESSION is not applied, and a barge-in's clear waits for the SDK's reader)"]
+
+
+async def test_the_gateway_s_own_frames_are_the_messages_it_wrote() -> None:
+    """``ModelConnection.write_text`` frames each message itself (every length form of RFC
+    6455, section 5.2, and text beyond ASCII): a ``websockets`` server, which refuses a client
+    frame that is not masked, reads back each message as written, in order with ``send``'s."""
+    received: list[str] = []
+
+    async def keep(ws) -> None:  # noqa: ANN001
+        async for message in ws:
+            received.append(message)
+
+    texts = ["", "a" * 125, "b" * 126, "c" * 65535, "d" * 65536, '{"text":"Grüße, 你好"}']
+    async with websockets.serve(keep, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = await websockets.connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None,
+                                        create_connection=prepared.ModelConnection)
+        assert [conn.write_text(text) for text in texts] == [True] * len(texts)
+        await conn.send("by send")
+        await conn.close()
+        async with asyncio.timeout(5):
+            while len(received) < len(texts) + 1:
+                await asyncio.sleep(0.01)
+    assert received == [*texts, "by send"]
+
+
+async def test_the_gateway_leaves_a_message_to_send_unless_it_can_go_at_once() -> None:
+    """Writes paused, permessage-deflate in use, or the connection closed: ``write_text``
+    writes nothing and says so, and ``send_event`` falls back on ``send`` (which, closed,
+    raises ConnectionClosed as the SDK's own does)."""
+    async with RealtimeServer([]) as server:
+        model = prepared.realtime_model("none")
+        await model.connect({"url": server.url, "api_key": "sk-test", "initial_model_settings": {}})
+        conn = model._connection
+        conn.pause_writing()
+        assert conn.write_text("{}") is False
+        conn.resume_writing()
+        assert conn.write_text("{}") is True
+        deflated = prepared.realtime_model("deflate")
+        await deflated.connect({"url": server.url, "api_key": "sk-test", "initial_model_settings": {}})
+        assert deflated._connection.protocol.extensions and deflated._connection.write_text("{}") is False
+        await deflated.close()
+        await model.close()
+        assert conn.write_text("{}") is False
+        with pytest.raises(websockets.ConnectionClosed):
+            await model.send_event(RealtimeModelSendAudio(audio=b"\x00" * 160, commit=False))
+
+
+def test_masking_keys_are_fresh_for_each_frame_and_drawn_anew_after_a_fork() -> None:
+    keys = prepared.MaskKeys()
+    taken = [keys.take() for _ in range(3000)]  # across three draws of the pool
+    assert {len(key) for key in taken} == {4}
+    assert len(set(taken)) > 2990  # 4-byte keys from the CSPRNG: a repeat is rare, never systematic
+    upcoming = keys._pool[keys._at : keys._at + 4]
+    keys._forget()  # what a forked child runs (os.register_at_fork)
+    assert keys.take() != upcoming
