@@ -9,8 +9,9 @@
   gateway's own uvicorn; the peer reads in another process. CPU of the server's process per
   delta.
 - **Model: 20 ms of the caller's audio.** The Agents SDK's model builds each
-  ``input_audio_buffer.append`` as a pydantic event and serializes it; ``GatewayModel`` writes
-  the same JSON, built directly. G.711 (160 bytes) and PCM16 24 kHz (960 bytes), to a server
+  ``input_audio_buffer.append`` as a pydantic event, serializes it and sends it with
+  ``websockets``; ``GatewayModel`` builds the same JSON directly and frames it itself
+  (``ModelConnection.write_text``). G.711 (160 bytes) and PCM16 24 kHz (960 bytes), to a server
   in another process that reads and drops them. CPU of the sending process per chunk.
 
 The two ways alternate, round after round, in one process; the table gives the median round
