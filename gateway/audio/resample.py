@@ -61,8 +61,8 @@ def _quantize(h: np.ndarray) -> np.ndarray:
     return np.rint(h * _TAP_SCALE) / _TAP_SCALE
 
 
-#: Outputs per block when downsampling, input samples per block when upsampling: the
-#: fastest in ``bench/audio.py`` (8 against 16 and 32, and against one row per output).
+#: Outputs per block when downsampling, input samples per block when upsampling: of 4, 8
+#: and 16, the cheapest with 150 calls taking turns (``bench/audio.py``'s call-second).
 BLOCK = 8
 
 
@@ -78,8 +78,11 @@ def _taps(up: bool, ratio: int) -> np.ndarray:
         width = 2 * DELAY_SAMPLES_8K + 1
         padded = np.zeros(width * ratio)
         padded[: width * ratio - ratio + 1] = _quantize(design_lowpass(ratio) * ratio)
-        return np.ascontiguousarray(padded.reshape(width, ratio)[::-1].T)
-    return _quantize(design_lowpass(ratio))[::-1].copy()
+        taps = np.ascontiguousarray(padded.reshape(width, ratio)[::-1].T)
+    else:
+        taps = _quantize(design_lowpass(ratio))[::-1].copy()
+    taps.flags.writeable = False  # cached: shared by every resampler
+    return taps
 
 
 @functools.cache
@@ -221,7 +224,9 @@ class Resampler:
             self._views.clear()
         buf = self._buf
         np.copyto(buf[hist : hist + n], x)
-        # One contiguous row of outputs per block, in time order: ravel is a view.
+        # One contiguous row of outputs per block, in time order: ravel is a view. np.dot, not
+        # @: on overlapping strided views matmul takes a slow non-BLAS loop, while dot copies
+        # the rows into one contiguous block and calls BLAS.
         acc = np.dot(self._window(blocks, self._phase), self._matrix).ravel()[:count]
         if not self._up:
             self._phase += r * count - n
