@@ -148,7 +148,7 @@ class Resampler:
         r = self._ratio
         self._matrix = _block_matrix(self._up, r)
         if self._up:
-            self._delay_out = DELAY_SAMPLES_8K  # in input steps (r output samples each)
+            self._delay_out = DELAY_SAMPLES_8K * r  # in output samples
             self._delay_in = DELAY_SAMPLES_8K
             self._hist_len = 2 * DELAY_SAMPLES_8K
         else:
@@ -232,8 +232,8 @@ class Resampler:
             self._phase += r * count - n
         buf[:hist] = buf[n : n + hist]
         if self._skip:
-            dropped = min(self._skip, n if self._up else count)
-            acc = acc[dropped * r if self._up else dropped :]
+            dropped = min(self._skip, count)
+            acc = acc[dropped:]
             self._skip -= dropped
         # Exact sums -> int16: round, saturate.
         np.rint(acc, out=acc)
