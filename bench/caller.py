@@ -88,6 +88,7 @@ from websockets.frames import apply_mask  # noqa: E402  (the C speedup when buil
 
 from gateway.audio import FRAME_BYTES, ULAW_SILENCE  # noqa: E402
 from gateway.security import TwilioSignatures  # noqa: E402
+from gateway.serving import masked_frame  # noqa: E402
 from gateway.twilio import Connected, Mark, Media, MediaFormat, Start, Stop  # noqa: E402
 
 FRAME_S = 0.020
@@ -192,15 +193,8 @@ class CallSocket(asyncio.Protocol):
     def _send_frame(self, opcode: int, payload: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             raise ConnectionError("the Media Stream socket is closed")
-        n = len(payload)
-        if n < 126:
-            header = bytes((0x80 | opcode, 0x80 | n))
-        elif n < 65536:
-            header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
         mask = random.getrandbits(32).to_bytes(4, "big")  # clients mask every frame (RFC 6455 5.3)
-        self.transport.write(header + mask + apply_mask(payload, mask))
+        self.transport.write(masked_frame(opcode, payload, mask))
 
     def next_seq(self) -> int:
         self.seq += 1

@@ -35,7 +35,7 @@ import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.exceptions import InvalidState
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, apply_mask  # apply_mask: in C where built
 
 from gateway.ratelog import peer_tag
 
@@ -94,6 +94,20 @@ def release_transport(transport: object) -> None:
     asyncio/selector_events.py); this does the same after the close."""
     if sys.version_info < (3, 13) and getattr(transport, "_read_ready_cb", None) is not None:
         transport._read_ready_cb = None  # type: ignore[attr-defined]
+
+
+def masked_frame(opcode: int, payload: bytes, key: bytes) -> bytes:
+    """A client's unfragmented WebSocket frame (RFC 6455 section 5.2): FIN, ``opcode``, the
+    shortest length form, masked with the 4-byte ``key``, which the caller chooses (section
+    5.3 asks for a fresh, unpredictable key per frame)."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x80 | opcode, 0x80 | size))
+    elif size < 65536:
+        header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
+    return header + key + apply_mask(payload, key)
 
 
 #: The key of a received message's arrival time (``time.monotonic()``), an extension of the ASGI

@@ -55,12 +55,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-try:  # websockets' own masking, in C where it is built (websockets/frames.py imports it so)
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - a pure-Python websockets
-    from websockets.utils import apply_mask
-
-from gateway.serving import release_transport
+from gateway.serving import masked_frame, release_transport
 
 log = logging.getLogger("gateway.sdk")
 #: The SDK's own limit on one incoming message (agents/realtime/openai_realtime.py).
@@ -205,16 +200,7 @@ class ModelConnection(ClientConnection):
         if protocol.state is not State.OPEN or self.paused or self.send_in_progress is not None \
                 or protocol.expect_continuation_frame or protocol.extensions or self.transport.is_closing():
             return False
-        payload = text.encode()
-        size = len(payload)
-        if size < 126:
-            header = bytes((0x81, 0x80 | size))
-        elif size < 65536:
-            header = bytes((0x81, 0xFE)) + size.to_bytes(2, "big")
-        else:
-            header = bytes((0x81, 0xFF)) + size.to_bytes(8, "big")
-        key = _mask_keys.take()
-        self.transport.write(header + key + apply_mask(payload, key))
+        self.transport.write(masked_frame(Opcode.TEXT, text.encode(), _mask_keys.take()))
         return True
 
     def process_event(self, event: Any) -> None:
